@@ -1,0 +1,107 @@
+using Discretax.ChannelMixers;
+using Discretax.Layers;
+using Discretax.Streaming;
+using Discretax.Utilities;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.Blocks;
+
+/// <summary>
+/// discretax's standard block: a sequence mixer and a channel mixer around one residual connection.
+/// <code>
+/// skip = x
+/// if prenorm: x = norm(x)
+/// x = sequence_mixer(x)
+/// x = dropout(gelu(x))
+/// x = channel_mixer(x)
+/// x = dropout(x)
+/// x = skip + x
+/// if !prenorm: x = norm(x)
+/// </code>
+/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the sequence mixer's state.
+/// </summary>
+public sealed class StandardBlock : SequenceModule
+{
+    /// <summary>The normalization (BatchNorm1d, LayerNorm or RMSNorm over H).</summary>
+    public nn.Module<Tensor, Tensor> norm;
+
+    /// <summary>The sequence mixer.</summary>
+    public SequenceModule sequence_mixer;
+
+    /// <summary>The channel mixer.</summary>
+    public ChannelMixer channel_mixer;
+
+    /// <summary>The dropout applied after the activation and after the channel mixer.</summary>
+    public Dropout drop;
+
+    /// <summary>Creates the block.</summary>
+    /// <param name="inFeatures">The feature size H.</param>
+    /// <param name="sequenceMixer">A sequence module <c>[B, L, H] -> [B, L, H]</c> (any <see cref="SequenceModule"/>, e.g. a mixer or a <see cref="ShortConvolution"/>).</param>
+    /// <param name="channelMixer">A channel mixer <c>H -> H</c>.</param>
+    /// <param name="dropRate">Dropout probability in [0, 1).</param>
+    /// <param name="prenorm">Normalize before the mixers (true) or after the residual (false).</param>
+    /// <param name="norm">The normalization kind.</param>
+    public StandardBlock(long inFeatures, SequenceModule sequenceMixer, ChannelMixer channelMixer,
+        double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
+        : base(nameof(StandardBlock), inFeatures)
+    {
+        ArgumentNullException.ThrowIfNull(sequenceMixer);
+        ArgumentNullException.ThrowIfNull(channelMixer);
+        if (sequenceMixer.InFeatures != inFeatures)
+            throw new ArgumentException($"The sequence mixer takes {sequenceMixer.InFeatures} features; the block has {inFeatures}.", nameof(sequenceMixer));
+        if (channelMixer.InFeatures != inFeatures || channelMixer.OutFeatures != inFeatures)
+            throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {channelMixer.InFeatures} -> {channelMixer.OutFeatures}.", nameof(channelMixer));
+        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
+        Prenorm = prenorm;
+        Norm = norm;
+        this.norm = norm switch
+        {
+            NormKind.Batch => nn.BatchNorm1d(inFeatures, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
+            NormKind.Layer => nn.LayerNorm(inFeatures),
+            NormKind.Rms => new RMSNorm(inFeatures),
+            _ => throw new ArgumentOutOfRangeException(nameof(norm), norm, "Unknown norm kind."),
+        };
+        sequence_mixer = sequenceMixer;
+        channel_mixer = channelMixer;
+        drop = nn.Dropout(dropRate);
+        RegisterComponents();
+    }
+
+    /// <summary>Whether the norm comes before the mixers.</summary>
+    public bool Prenorm { get; }
+
+    /// <summary>The normalization kind.</summary>
+    public NormKind Norm { get; }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardBatched(Tensor x)
+    {
+        var h = Prenorm ? ApplyNorm(x) : x;
+        h = sequence_mixer.forward(h);
+        return Finish(x, h);
+    }
+
+    /// <inheritdoc />
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    {
+        var h = Prenorm ? ApplyNorm(x) : x;
+        var (mixed, mixerState) = sequence_mixer.Stream(h, state?.Children[0]);
+        var y = Finish(x, mixed);
+        return (y, new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { mixerState }));
+    }
+
+    private Tensor Finish(Tensor skip, Tensor mixed)
+    {
+        var h = drop.forward(nn.functional.gelu(mixed));
+        h = drop.forward(channel_mixer.forward(h));
+        var y = skip + h;
+        return Prenorm ? y : ApplyNorm(y);
+    }
+
+    private Tensor ApplyNorm(Tensor x) =>
+        Norm == NormKind.Batch
+            ? norm.forward(x.transpose(1, 2)).transpose(1, 2)
+            : norm.forward(x);
+}

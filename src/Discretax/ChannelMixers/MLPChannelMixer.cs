@@ -1,0 +1,46 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.ChannelMixers;
+
+/// <summary>
+/// A linear map followed by an activation, as discretax's <c>MLPChannelMixer</c>:
+/// <c>y = act(linear(x))</c>; defaults GELU and no bias, as there.
+/// </summary>
+public sealed class MLPChannelMixer : ChannelMixer
+{
+    /// <summary>The linear map <c>inFeatures -> outFeatures</c>.</summary>
+    public Linear linear;
+
+    /// <summary>Creates the mixer.</summary>
+    /// <param name="inFeatures">Input feature size.</param>
+    /// <param name="outFeatures">Output feature size (default: <paramref name="inFeatures"/>).</param>
+    /// <param name="nonLinearity">The activation applied after the linear map.</param>
+    /// <param name="useBias">Whether the linear map has a bias.</param>
+    public MLPChannelMixer(long inFeatures, long? outFeatures = null, Activation nonLinearity = Activation.GELU, bool useBias = false)
+        : base(nameof(MLPChannelMixer), inFeatures, outFeatures ?? inFeatures)
+    {
+        if (!Enum.IsDefined(nonLinearity)) throw new ArgumentOutOfRangeException(nameof(nonLinearity), nonLinearity, "Unknown activation.");
+        NonLinearity = nonLinearity;
+        linear = nn.Linear(inFeatures, OutFeatures, hasBias: useBias);
+        RegisterComponents();
+    }
+
+    /// <summary>The activation.</summary>
+    public Activation NonLinearity { get; }
+
+    /// <inheritdoc />
+    protected override Tensor Mix(Tensor x)
+    {
+        var y = linear.forward(x);
+        return NonLinearity switch
+        {
+            Activation.ReLU => nn.functional.relu(y),
+            Activation.GELU => nn.functional.gelu(y),
+            Activation.Swish or Activation.SiLU => nn.functional.silu(y),
+            Activation.Tanh => y.tanh(),
+            _ => throw new InvalidOperationException($"Unknown activation {NonLinearity}."),
+        };
+    }
+}

@@ -1,0 +1,50 @@
+using Discretax.Utilities;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.Layers;
+
+/// <summary>
+/// Root-mean-square layer normalization (Zhang and Sennrich 2019, arXiv 1910.07467) over the last dimension:
+/// <c>y = x / sqrt(mean(x^2) + eps) * weight</c>. Statistics are computed in float32 at least, also for
+/// float16/bfloat16 inputs; the output has the input's dtype.
+/// </summary>
+public sealed class RMSNorm : nn.Module<Tensor, Tensor>
+{
+    /// <summary>The per-feature gain <c>[dim]</c> (absent when <c>elementwiseAffine</c> is false).</summary>
+    public Parameter? weight;
+
+    /// <summary>Creates the norm.</summary>
+    /// <param name="dim">The size of the normalized (last) dimension.</param>
+    /// <param name="eps">Added to the mean square; must be positive.</param>
+    /// <param name="elementwiseAffine">Whether to learn a per-feature gain (initialized to 1).</param>
+    public RMSNorm(long dim, double eps = 1e-6, bool elementwiseAffine = true) : base(nameof(RMSNorm))
+    {
+        Check.AtLeast(dim, 1);
+        if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a positive eps; got {eps}.");
+        Dim = dim;
+        Eps = eps;
+        if (elementwiseAffine) weight = nn.Parameter(ones(dim));
+        RegisterComponents();
+    }
+
+    /// <summary>The size of the normalized dimension.</summary>
+    public long Dim { get; }
+
+    /// <summary>The epsilon added to the mean square.</summary>
+    public double Eps { get; }
+
+    /// <summary>Normalizes the last dimension.</summary>
+    /// <param name="x">Input <c>[..., dim]</c>.</param>
+    /// <returns>Output <c>[..., dim]</c>, same dtype as <paramref name="x"/>.</returns>
+    public override Tensor forward(Tensor x)
+    {
+        Check.Features(x, Dim);
+        using var scope = NewDisposeScope();
+        var wide = x.dtype is ScalarType.Float16 or ScalarType.BFloat16 ? x.to(ScalarType.Float32) : x;
+        var y = wide * wide.square().mean(new long[] { -1 }, keepdim: true).add(Eps).rsqrt();
+        if (weight is not null) y = y * weight.to(y.dtype);
+        return y.to(x.dtype).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,76 @@
+using Discretax.Streaming;
+using Discretax.Utilities;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.Layers;
+
+/// <summary>
+/// Depthwise causal 1-D convolution over time, as used on the q, k, v projections of DeltaNet and the
+/// mLSTM layer (fla's <c>ShortConvolution</c>): for each channel c,
+/// <c>y[t, c] = act(bias[c] + sum_{j=0}^{K-1} weight[c, 0, j] * x[t - (K-1) + j, c])</c>, with x = 0 before the
+/// sequence starts and act = SiLU or the identity. Streaming carries the last K-1 inputs.
+/// </summary>
+public sealed class ShortConvolution : SequenceModule
+{
+    /// <summary>The depthwise kernel <c>[channels, 1, kernelSize]</c> (PyTorch's Conv1d layout).</summary>
+    public Parameter weight;
+
+    /// <summary>The per-channel bias <c>[channels]</c>, when <c>useBias</c>.</summary>
+    public Parameter? bias;
+
+    /// <summary>Creates the convolution.</summary>
+    /// <param name="channels">The number of channels H (one filter each).</param>
+    /// <param name="kernelSize">The kernel size K (at least 1).</param>
+    /// <param name="useSilu">Whether to apply SiLU to the output (fla's default).</param>
+    /// <param name="useBias">Whether to add a per-channel bias.</param>
+    public ShortConvolution(long channels, int kernelSize = 4, bool useSilu = true, bool useBias = false)
+        : base(nameof(ShortConvolution), channels)
+    {
+        Check.AtLeast(kernelSize, 1);
+        KernelSize = kernelSize;
+        UseSilu = useSilu;
+        // PyTorch Conv1d's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kernelSize per group.
+        double bound = 1.0 / Math.Sqrt(kernelSize);
+        weight = nn.Parameter(empty(channels, 1, kernelSize).uniform_(-bound, bound));
+        if (useBias) bias = nn.Parameter(empty(channels).uniform_(-bound, bound));
+        RegisterComponents();
+    }
+
+    /// <summary>The kernel size K.</summary>
+    public int KernelSize { get; }
+
+    /// <summary>Whether SiLU is applied to the output.</summary>
+    public bool UseSilu { get; }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardBatched(Tensor x)
+    {
+        var padded = nn.functional.pad(x, new long[] { 0, 0, KernelSize - 1, 0 });
+        return Convolve(padded);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The state holds <c>cache [B, K-1, H]</c>: the last K-1 inputs (zeros before the start).</remarks>
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    {
+        long b = x.shape[0];
+        var cache = state is null
+            ? zeros(b, KernelSize - 1, InFeatures, dtype: x.dtype, device: x.device)
+            : state["cache"].to(x.dtype);
+        var full = cat(new[] { cache, x }, 1);
+        var y = Convolve(full);
+        var next = full.narrow(1, full.shape[1] - (KernelSize - 1), KernelSize - 1).clone();
+        return (y, new StreamingState(b, x.device, x.dtype, new[] { KeyValuePair.Create("cache", next) }));
+    }
+
+    // [B, L + K - 1, H] -> [B, L, H]: a depthwise convolution with no padding.
+    private Tensor Convolve(Tensor padded)
+    {
+        var w = weight.to(padded.dtype);
+        var y = nn.functional.conv1d(padded.transpose(1, 2), w, bias?.to(padded.dtype), groups: InFeatures).transpose(1, 2);
+        if (UseSilu) y = nn.functional.silu(y);
+        return y.contiguous();
+    }
+}
