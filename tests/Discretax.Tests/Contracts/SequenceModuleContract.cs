@@ -133,6 +133,29 @@ public abstract class SequenceModuleContract
     }
 
     [Fact]
+    public void ForwardAndStreamLeaveOnlyTheirResultsInTheCallersDisposeScope()
+    {
+        using var m = Create();
+        m.eval();
+        var g = new Generator(19);
+        using var x = Input(g, 2, 8, Features);
+        using (var scope = NewDisposeScope())
+        {
+            var y = m.forward(x);
+            scope.DisposablesCount.Should().Be(1, "temporaries of forward must be disposed inside it");
+        }
+        using (var scope = NewDisposeScope())
+        {
+            var (y, state) = m.Stream(x);
+            int stateTensors = CountTensors(state);
+            scope.DisposablesCount.Should().Be(1 + stateTensors, "Stream may leave only its output and the state's tensors");
+        }
+    }
+
+    private static int CountTensors(StreamingState? s) =>
+        s is null ? 0 : s.Tensors.Count + s.Children.Sum(CountTensors);
+
+    [Fact]
     public void GradientsReachEveryParameter()
     {
         using var m = Create();

@@ -1,0 +1,117 @@
+using Discretax.Build;
+
+namespace Discretax.Tests.Build;
+
+/// <summary>
+/// The libLibTorchSharp.so patch on a real, unpatched copy of the library from the TorchSharp package
+/// (copied into the test output as TestAssets/libLibTorchSharp.original.so).
+/// </summary>
+public sealed class ElfVersionNeedsTests : IDisposable
+{
+    private static readonly string Original = Path.Combine(AppContext.BaseDirectory, "TestAssets", "libLibTorchSharp.original.so");
+    private readonly string _dir = Directory.CreateTempSubdirectory("discretax-elf-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Copy(string name = "lib.so")
+    {
+        string path = Path.Combine(_dir, name);
+        File.Copy(Original, path);
+        return path;
+    }
+
+    [Fact]
+    public void TheShippedLibraryNeedsGlibcxx3432FromLibstdcxxAsAStrongVersion()
+    {
+        var needs = ElfVersionNeeds.Read(Original);
+        var need = needs.Single(n => n.Version == "GLIBCXX_3.4.32");
+        need.Library.Should().Be("libstdc++.so.6");
+        need.IsWeak.Should().BeFalse();
+        needs.Should().Contain(n => n.Library == "libc.so.6" && n.Version == "GLIBC_2.2.5");
+        needs.Should().OnlyContain(n => !n.IsWeak);
+    }
+
+    [Fact]
+    public void MarkWeakSetsTheFlagAndChangesNothingElse()
+    {
+        string path = Copy();
+        byte[] before = File.ReadAllBytes(path);
+        var need = ElfVersionNeeds.Read(path).Single(n => n.Version == "GLIBCXX_3.4.32");
+
+        ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.Patched);
+
+        byte[] after = File.ReadAllBytes(path);
+        after.Length.Should().Be(before.Length);
+        var changed = Enumerable.Range(0, before.Length).Where(i => before[i] != after[i]).ToList();
+        changed.Should().Equal(new[] { (int)need.FlagsOffset }, "only the low byte of vna_flags may change");
+        after[need.FlagsOffset].Should().Be((byte)(before[need.FlagsOffset] | ElfVersionNeeds.VerFlagWeak));
+        var reread = ElfVersionNeeds.Read(path);
+        reread.Single(n => n.Version == "GLIBCXX_3.4.32").IsWeak.Should().BeTrue();
+        reread.Where(n => n.Version != "GLIBCXX_3.4.32").Should().OnlyContain(n => !n.IsWeak);
+    }
+
+    [Fact]
+    public void MarkWeakIsIdempotent()
+    {
+        string path = Copy();
+        ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.Patched);
+        byte[] once = File.ReadAllBytes(path);
+        ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.AlreadyWeak);
+        File.ReadAllBytes(path).Should().Equal(once);
+    }
+
+    [Fact]
+    public void AVersionTheFileDoesNotNeedIsReportedAndNothingIsWritten()
+    {
+        string path = Copy();
+        byte[] before = File.ReadAllBytes(path);
+        ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_9.9.99").Should().Be(ElfPatchOutcome.NotNeeded);
+        ElfVersionNeeds.MarkWeak(path, "libfoo.so.1", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.NotNeeded);
+        File.ReadAllBytes(path).Should().Equal(before);
+    }
+
+    [Fact]
+    public void TheLibraryInThisBuildOutputWasPatchedByTheBuild()
+    {
+        string built = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        File.Exists(built).Should().BeTrue("the test project copies TorchSharp's natives into its output");
+        ElfVersionNeeds.Read(built).Single(n => n.Version == "GLIBCXX_3.4.32").IsWeak.Should().BeTrue();
+        // The NuGet cache copy (our TestAssets copy of it) stays unpatched.
+        ElfVersionNeeds.Read(Original).Single(n => n.Version == "GLIBCXX_3.4.32").IsWeak.Should().BeFalse();
+    }
+
+    [Fact]
+    public void ANonElfFileIsRefusedWithAClearMessage()
+    {
+        string path = Path.Combine(_dir, "text.so");
+        File.WriteAllText(path, new string('x', 200));
+        var act = () => ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32");
+        act.Should().Throw<InvalidDataException>().WithMessage("*text.so*is not an ELF file*");
+    }
+
+    [Theory]
+    [InlineData(10, "*shorter than an ELF64 header*")]
+    [InlineData(64, "*truncated*")]
+    [InlineData(4096, "*truncated*")]
+    public void ATruncatedFileIsRefusedWithAClearMessage(int length, string message)
+    {
+        string path = Path.Combine(_dir, "cut.so");
+        File.WriteAllBytes(path, File.ReadAllBytes(Original).Take(length).ToArray());
+        var act = () => ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32");
+        act.Should().Throw<InvalidDataException>().WithMessage(message);
+        File.ReadAllBytes(path).Length.Should().Be(length, "a refused file is not written");
+    }
+
+    [Theory]
+    [InlineData(4, 1, "*not a 64-bit ELF file*")]
+    [InlineData(5, 2, "*not a little-endian ELF file*")]
+    public void AnElfOfAnotherKindIsRefused(int offset, byte value, string message)
+    {
+        string path = Copy();
+        byte[] bytes = File.ReadAllBytes(path);
+        bytes[offset] = value;
+        File.WriteAllBytes(path, bytes);
+        var act = () => ElfVersionNeeds.Read(path);
+        act.Should().Throw<InvalidDataException>().WithMessage(message);
+    }
+}
