@@ -25,10 +25,14 @@ namespace Discretax.Kernels;
 /// <para>Unrolling it shows that <c>y = K * u</c> (causal convolution) with the kernel</para>
 /// <code>K_l = 2 Re sum_n C'_n dA_n^l,   C' = C dB,   l = 0 .. L-1,</code>
 /// <para>
-/// a product of <c>C'</c> with the Vandermonde matrix <c>V[n, l] = dA_n^l</c>. The powers are formed as
-/// <c>exp(l log dA)</c> (for ZOH <c>log dA = dt A</c> exactly), which neither accumulates rounding over l
-/// like repeated products nor overflows. V is built in chunks along l so that at most <c>[H, N/2, Lc]</c>
-/// complex values exist at once (under autograd each chunk's factor is kept for the backward pass).
+/// a product of <c>C'</c> with the Vandermonde matrix <c>V[n, l] = dA_n^l</c>. The powers are formed from
+/// <c>exp(m log dA)</c> (for ZOH <c>log dA = dt A</c> exactly), which neither accumulates rounding over l
+/// like repeated products nor overflows. V is never materialized whole: with chunk length Lc and
+/// <c>l = c Lc + j</c>, <c>dA^l = dA^(c Lc) dA^j</c>, so one block <c>V0[h, n, j] = dA_n^j</c> (<c>[H, N/2, Lc]</c>, the
+/// largest tensor of the computation) serves every chunk, the chunk offsets are folded into C
+/// (<c>C''[h, c, n] = C'_n dA_n^(c Lc)</c>, <c>[H, L/Lc, N/2]</c>), and <c>K[h, c Lc + j] = 2 Re (C'' V0)[h, c, j]</c> is one
+/// batched complex matrix product. Exponentials: <c>H N/2 (Lc + L/Lc)</c> instead of <c>H N/2 L</c>; memory saved for
+/// the backward pass: the same two small factors.
 /// </para>
 /// <para>
 /// References: Gu, Gupta, Goel, Ré, "On the Parameterization and Initialization of Diagonal State Space
@@ -81,9 +85,9 @@ public static class SsmKernels
     /// <param name="length">The kernel length L, at least 1.</param>
     /// <param name="discretization">Zero-order hold (default) or bilinear.</param>
     /// <param name="chunkSize">
-    /// The most positions l per Vandermonde chunk; null picks the largest chunk with at most
-    /// <see cref="DefaultChunkElements"/> complex elements <c>[H, N/2, Lc]</c>. The result does not depend on it
-    /// beyond floating-point noise.
+    /// The chunk length Lc of the two-level Vandermonde product (see the type's remarks); null picks
+    /// <c>ceil(sqrt(L))</c> (fewest exponentials), capped so that <c>[H, N/2, Lc]</c> holds at most
+    /// <see cref="DefaultChunkElements"/> complex values. The result does not depend on it beyond floating-point noise.
     /// </param>
     /// <returns>
     /// <c>K [H, L]</c>, real, differentiable with respect to all five parameter tensors. It is computed in float64
@@ -103,7 +107,7 @@ public static class SsmKernels
         if (chunkSize is long c) Check.AtLeast(c, 1, nameof(chunkSize));
 
         long channels = aReal.shape[0], modes = aReal.shape[1];
-        long chunk = chunkSize ?? Math.Max(1, DefaultChunkElements / Math.Max(1, channels * modes));
+        long chunk = chunkSize ?? Math.Min((long)Math.Ceiling(Math.Sqrt(length)), Math.Max(1, DefaultChunkElements / (channels * modes)));
         chunk = Math.Min(chunk, length);
 
         using var scope = NewDisposeScope();
@@ -111,17 +115,17 @@ public static class SsmKernels
         var output = PromotedType(logDt, aReal, aImag, cReal, cImag);
         var (logDA, dB) = DiscretizeCore(logDt.to_type(compute), aReal.to_type(compute), aImag.to_type(compute), discretization);
         var cPrime = (complex(cReal.to_type(compute), cImag.to_type(compute)) * dB).unsqueeze(1);   // [H, 1, N/2]
-        var logDAcol = logDA.unsqueeze(-1);                                                             // [H, N/2, 1]
 
-        var pieces = new List<Tensor>();
-        for (long start = 0; start < length; start += chunk)
-        {
-            long lc = Math.Min(chunk, length - start);
-            var positions = arange(start, start + lc, dtype: compute, device: aReal.device);          // [Lc]
-            var vandermonde = (logDAcol * positions).exp();                                            // [H, N/2, Lc]
-            pieces.Add(cPrime.matmul(vandermonde).squeeze(1));                                         // [H, Lc]
-        }
-        var k = pieces.Count == 1 ? pieces[0] : cat(pieces, 1);
+        // Two-level Vandermonde: l = c Lc + j, so dA^l = dA^(c Lc) dA^j. One exponential block V[h, n, j] = dA^j
+        // ([H, N/2, Lc]) serves every chunk c; the chunk offsets go into C: C''[h, c, n] = C'_n dA_n^(c Lc). Then
+        // K[h, c, j] = 2 Re sum_n C''[h, c, n] V[h, n, j] is one batched complex matmul. Both factors are single
+        // exponentials exp(m log dA) (no accumulated rounding), and exp runs on H N/2 (Lc + L/Lc) values, not H N/2 L.
+        long chunks = (length + chunk - 1) / chunk;
+        var j = arange(chunk, dtype: compute, device: aReal.device);                                   // [Lc]
+        var vandermonde = (logDA.unsqueeze(-1) * j).exp();                                              // [H, N/2, Lc]
+        var offsets = (arange(chunks, dtype: compute, device: aReal.device) * (double)chunk).unsqueeze(-1); // [C, 1]
+        var cShifted = cPrime * (logDA.unsqueeze(1) * offsets).exp();                                   // [H, C, N/2]
+        var k = cShifted.matmul(vandermonde).reshape(channels, chunks * chunk).narrow(1, 0, length);    // [H, L]
         return (k.real * 2.0).to_type(output).MoveToOuterDisposeScope();
     }
 
