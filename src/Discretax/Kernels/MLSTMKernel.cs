@@ -86,9 +86,11 @@ public static class MLSTMKernel
         var kc = ks.reshape(batch, heads, nc, cs, dk);
         var vc = vs.reshape(batch, heads, nc, cs, dv);
         var ic = ig.reshape(batch, heads, nc, cs);
-        var b = lf.reshape(batch, heads, nc, cs).cumsum(-1);      // b_t: log forget decay from the chunk start to t
+        var lfc = lf.reshape(batch, heads, nc, cs);
+        var b = lfc.cumsum(-1);                                    // b_t: log forget decay from the chunk start to t
         var g = b.select(-1, cs - 1);                              // [B, NH, NC]: decay across the whole chunk
-        var a = g.unsqueeze(-1) - b + ic;                          // a_j: log weight of step j in the chunk-end state
+        var seg = SegmentSums(lfc);                                // [.., t, j] = b_t - b_j, summed directly
+        var a = seg.select(-2, cs - 1) + ic;                       // a_j = g - b_j + i_j: weight of step j at the chunk end
 
         // Each chunk's own contribution to the state at its end, stabilized by its local maximum s = max_j a_j.
         // A chunk whose input gates are all -inf has s = -inf: normalize with 0 there (its contribution is 0) and
@@ -122,7 +124,7 @@ public static class MLSTMKernel
 
         // Outputs of all chunks at once.
         var interLog = b + mPrev.unsqueeze(-1);                    // [B, NH, NC, CS]: log weight of the entering state
-        var dMat = CausalLogWeights(b, ic);                        // [B, NH, NC, CS, CS]
+        var dMat = CausalLogWeights(seg, ic);                      // [B, NH, NC, CS, CS]
         var mt = maximum(interLog, dMat.amax(new long[] { -1 }));  // the recurrence's m_t
         var inter = (interLog - mt).exp();
         var sMat = qc.matmul(kc.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
@@ -214,9 +216,10 @@ public static class MLSTMKernel
         var ks = k.to(ct);
         var vs = v.to(ct);
         var ig = inputGate.to(ct);
-        var b = nn.functional.logsigmoid(forgetGate.to(ct)).cumsum(-1);   // [B, NH, L]
+        var lf = nn.functional.logsigmoid(forgetGate.to(ct));
+        var b = lf.cumsum(-1);                                             // [B, NH, L]
 
-        var dMat = CausalLogWeights(b, ig);                                // [B, NH, L, L]
+        var dMat = CausalLogWeights(SegmentSums(lf), ig);                  // [B, NH, L, L]
         var mt = maximum(b, dMat.amax(new long[] { -1 }));                 // includes m_0 = 0 via b_t + 0
         var sMat = qs.matmul(ks.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
         var num = sMat.matmul(vs);
@@ -225,13 +228,25 @@ public static class MLSTMKernel
         return h.to(q.dtype).MoveToOuterDisposeScope();
     }
 
-    /// <summary><c>D[t, j] = b_t - b_j + i_j</c> for j &lt;= t and -inf above the diagonal; shape <c>[..., T, T]</c>.</summary>
-    private static Tensor CausalLogWeights(Tensor b, Tensor ig)
+    /// <summary>
+    /// <c>S[..., t, j] = lf_{j+1} + ... + lf_t</c> (= <c>b_t - b_j</c>) for j &lt;= t and 0 above the diagonal, from
+    /// <c>lf [..., T]</c>. Summed directly rather than as a difference of cumulative sums, so that a long run of
+    /// strongly negative log forget gates loses no float32 precision.
+    /// </summary>
+    private static Tensor SegmentSums(Tensor lf)
     {
-        long len = b.shape[^1];
-        var d = b.unsqueeze(-1) - b.unsqueeze(-2) + ig.unsqueeze(-2);
-        var causal = ones(len, len, dtype: ScalarType.Bool, device: b.device).tril();
-        return d.masked_fill(causal.logical_not(), double.NegativeInfinity);
+        long len = lf.shape[^1];
+        var strictlyLower = ones(len, len, dtype: ScalarType.Bool, device: lf.device).tril(-1);
+        var rows = lf.unsqueeze(-1).expand(lf.shape.Append(len).ToArray());          // [..., s, j] = lf_s
+        return rows.masked_fill(strictlyLower.logical_not(), 0.0).cumsum(-2);        // sum over j < s <= t
+    }
+
+    /// <summary><c>D[t, j] = seg[t, j] + i_j</c> for j &lt;= t and -inf above the diagonal; shape <c>[..., T, T]</c>.</summary>
+    private static Tensor CausalLogWeights(Tensor seg, Tensor ig)
+    {
+        long len = seg.shape[^1];
+        var causal = ones(len, len, dtype: ScalarType.Bool, device: seg.device).tril();
+        return (seg + ig.unsqueeze(-2)).masked_fill(causal.logical_not(), double.NegativeInfinity);
     }
 
     private static ScalarType ComputeType(ScalarType dtype) =>
