@@ -109,14 +109,16 @@ public static class MLSTMKernel
         for (long j = 0; j < nc; j++)
         {
             cIn[j] = c; nIn[j] = n; mIn[j] = m;
+            // Per-chunk scope: temporaries are released at once (the autograd graph keeps what it needs).
+            using var step = NewDisposeScope();
             var gj = g.select(-1, j);
             var aj = aMax.select(-1, j);
             var mNew = maximum(gj + m, aj);
             var decay = (gj + m - mNew).exp();
             var inW = (aj - mNew).exp();
-            c = decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHat.select(2, j);
-            n = decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHat.select(2, j);
-            m = mNew;
+            c = (decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHat.select(2, j)).MoveToOuterDisposeScope();
+            n = (decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHat.select(2, j)).MoveToOuterDisposeScope();
+            m = mNew.MoveToOuterDisposeScope();
         }
         var cPrev = stack(cIn, 2);                                 // [B, NH, NC, Dk, Dv]
         var nPrev = stack(nIn, 2);                                 // [B, NH, NC, Dk]
@@ -171,6 +173,9 @@ public static class MLSTMKernel
         var outputs = new Tensor[length];
         for (long t = 0; t < length; t++)
         {
+            // Per-step scope: temporaries and the previous state are released at once (the autograd graph keeps
+            // what it needs), so a long sequence does not hold L copies of C.
+            using var step = NewDisposeScope();
             var ft = lf.select(2, t);
             var it = ig.select(2, t);
             var qt = qs.select(2, t);
@@ -179,12 +184,18 @@ public static class MLSTMKernel
             var mNew = maximum(ft + m, it);
             var fa = (ft + m - mNew).exp();
             var ia = (it - mNew).exp();
-            c = fa.unsqueeze(-1).unsqueeze(-1) * c + ia.unsqueeze(-1).unsqueeze(-1) * (kt.unsqueeze(-1) * vt.unsqueeze(-2));
-            n = fa.unsqueeze(-1) * n + ia.unsqueeze(-1) * kt;
-            m = mNew;
-            var num = qt.unsqueeze(-2).matmul(c).squeeze(-2);      // C_t^T q~_t  [B, NH, Dv]
-            var den = (n * qt).sum(-1);                             // n_t . q~_t  [B, NH]
-            outputs[t] = num / (maximum(den.abs(), (-m).exp()) + eps).unsqueeze(-1);
+            var cNew = fa.unsqueeze(-1).unsqueeze(-1) * c + ia.unsqueeze(-1).unsqueeze(-1) * (kt.unsqueeze(-1) * vt.unsqueeze(-2));
+            var nNew = fa.unsqueeze(-1) * n + ia.unsqueeze(-1) * kt;
+            var num = qt.unsqueeze(-2).matmul(cNew).squeeze(-2);   // C_t^T q~_t  [B, NH, Dv]
+            var den = (nNew * qt).sum(-1);                          // n_t . q~_t  [B, NH]
+            outputs[t] = (num / (maximum(den.abs(), (-mNew).exp()) + eps).unsqueeze(-1)).MoveToOuterDisposeScope();
+            if (t > 0)
+            {
+                c.Dispose(); n.Dispose(); m.Dispose();
+            }
+            c = cNew.MoveToOuterDisposeScope();
+            n = nNew.MoveToOuterDisposeScope();
+            m = mNew.MoveToOuterDisposeScope();
         }
 
         var output = stack(outputs, 2).to(q.dtype);
