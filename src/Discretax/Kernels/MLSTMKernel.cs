@@ -1,0 +1,329 @@
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Kernels;
+
+/// <summary>
+/// The mLSTM cell of xLSTM (Beck et al. 2024, "xLSTM: Extended Long Short-Term Memory",
+/// https://arxiv.org/abs/2405.04517) in three forms of one math, as in NX-AI's mlstm_kernels
+/// (https://github.com/NX-AI/mlstm_kernels): the literal stabilized recurrence (<see cref="Recurrent"/>, the
+/// oracle), the chunkwise form (<see cref="Chunkwise"/>, the fast path) and the quadratic parallel form
+/// (<see cref="Parallel"/>).
+/// </summary>
+/// <remarks>
+/// <para>Per batch element and head, with <c>q~_t = q_t / sqrt(Dk)</c>, <c>f'_t = logsigmoid(f_t)</c> and
+/// <c>m_0 = 0, C_0 = 0, n_0 = 0</c> unless an initial state is given:</para>
+/// <code>
+/// m_t = max(f'_t + m_{t-1}, i_t)
+/// C_t = exp(f'_t + m_{t-1} - m_t) C_{t-1} + exp(i_t - m_t) k_t v_t^T
+/// n_t = exp(f'_t + m_{t-1} - m_t) n_{t-1} + exp(i_t - m_t) k_t
+/// h_t = C_t^T q~_t / (max(|n_t . q~_t|, exp(-m_t)) + eps)
+/// </code>
+/// <para>Unrolling the max from a point where the state is <c>(C_0, n_0, m_0)</c>, with the cumulative log forget
+/// gate <c>b_t = f'_1 + ... + f'_t</c> and <c>D_tj = b_t - b_j + i_j</c> (j &lt;= t):
+/// <c>m_t = max(b_t + m_0, max_{j&lt;=t} D_tj)</c>,
+/// <c>h_t = [exp(b_t + m_0 - m_t) C_0^T q~_t + sum_{j&lt;=t} exp(D_tj - m_t) (q~_t . k_j) v_j] / (max(|exp(b_t + m_0 - m_t) n_0 . q~_t + sum_{j&lt;=t} exp(D_tj - m_t) (q~_t . k_j)|, exp(-m_t)) + eps)</c>.
+/// The parallel form evaluates this over the whole sequence (with <c>m_0 = 0</c>, no initial state); the chunkwise
+/// form evaluates it inside each chunk from the state entering the chunk, and carries the state across chunks with
+/// <c>g = b_last</c>, <c>a_j = g - b_j + i_j</c>, <c>m' = max(g + m, max_j a_j)</c>,
+/// <c>C' = exp(g + m - m') C + sum_j exp(a_j - m') k_j v_j^T</c> (likewise n). Every exponent is &lt;= 0, and the
+/// stabilizer m of every step (and of the final state) is the recurrence's m exactly, so the forms agree to
+/// floating-point noise, final state (C, n, m) included.</para>
+/// <para>Shapes: <c>q, k [B, NH, L, Dk]</c>, <c>v [B, NH, L, Dv]</c>, gate pre-activations <c>[B, NH, L]</c>, output
+/// <c>[B, NH, L, Dv]</c> in q's dtype. Gates, states and all stabilizer arithmetic run in float64 for float64 inputs
+/// and in float32 otherwise (also for float16/bfloat16 inputs); the returned state holds tensors of that dtype.
+/// The stabilizer m of an initial state must be finite.</para>
+/// </remarks>
+public static class MLSTMKernel
+{
+    /// <summary>
+    /// The chunkwise form: the state (C, n, m) is carried sequentially across chunk boundaries, and the outputs of all
+    /// chunks are formed together with batched matrix products. Any L: the last chunk is padded with steps that
+    /// leave the state unchanged (log forget gate 0, input gate -inf, q = k = v = 0) and the padding is cut off.
+    /// </summary>
+    /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
+    /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
+    /// <param name="inputGate">Input gate pre-activations <c>i</c>, <c>[B, NH, L]</c> (used in log space as they are).</param>
+    /// <param name="forgetGate">Forget gate pre-activations <c>f</c>, <c>[B, NH, L]</c> (the kernel applies logsigmoid).</param>
+    /// <param name="chunkSize">The chunk length (at least 1); min(chunkSize, L) is used.</param>
+    /// <param name="initialState">The state to continue from (shapes <c>C [B, NH, Dk, Dv]</c>, <c>n [B, NH, Dk]</c>,
+    /// <c>m [B, NH]</c>), or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
+    /// <param name="eps">The constant added to the denominator (at least 0).</param>
+    /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
+    public static (Tensor Output, MLSTMState FinalState) Chunkwise(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, int chunkSize = 64, MLSTMState? initialState = null,
+        double eps = 1e-6)
+    {
+        var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
+        Check.AtLeast(chunkSize, 1);
+
+        using var scope = NewDisposeScope();
+        var ct = ComputeType(q.dtype);
+        var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
+
+        long cs = Math.Min(chunkSize, length);
+        long nc = (length + cs - 1) / cs;
+        long pad = nc * cs - length;
+
+        var qs = q.to(ct) * (1.0 / Math.Sqrt(dk));
+        var ks = k.to(ct);
+        var vs = v.to(ct);
+        var ig = inputGate.to(ct);
+        var lf = nn.functional.logsigmoid(forgetGate.to(ct));
+        if (pad > 0)
+        {
+            // Padded steps leave the state unchanged: f' = 0 (forget gate +inf), i = -inf, q = k = v = 0.
+            qs = nn.functional.pad(qs, new long[] { 0, 0, 0, pad });
+            ks = nn.functional.pad(ks, new long[] { 0, 0, 0, pad });
+            vs = nn.functional.pad(vs, new long[] { 0, 0, 0, pad });
+            ig = nn.functional.pad(ig, new long[] { 0, pad }, value: double.NegativeInfinity);
+            lf = nn.functional.pad(lf, new long[] { 0, pad }, value: 0.0);
+        }
+
+        var qc = qs.reshape(batch, heads, nc, cs, dk);
+        var kc = ks.reshape(batch, heads, nc, cs, dk);
+        var vc = vs.reshape(batch, heads, nc, cs, dv);
+        var ic = ig.reshape(batch, heads, nc, cs);
+        var lfc = lf.reshape(batch, heads, nc, cs);
+        var b = lfc.cumsum(-1);                                    // b_t: log forget decay from the chunk start to t
+        var g = b.select(-1, cs - 1);                              // [B, NH, NC]: decay across the whole chunk
+        var seg = SegmentSums(lfc);                                // [.., t, j] = b_t - b_j, summed directly
+        var a = seg.select(-2, cs - 1) + ic;                       // a_j = g - b_j + i_j: weight of step j at the chunk end
+
+        // Each chunk's own contribution to the state at its end, stabilized by its local maximum s = max_j a_j.
+        // A chunk whose input gates are all -inf has s = -inf: normalize with 0 there (its contribution is 0) and
+        // combine with exp(-inf - m') = 0, so that no inf - inf appears.
+        var aMax = a.amax(new long[] { -1 });                      // [B, NH, NC]
+        var s = where(aMax.isneginf(), zeros_like(aMax), aMax);
+        var w = (a - s.unsqueeze(-1)).exp().unsqueeze(-1);         // [B, NH, NC, CS, 1]
+        var kw = kc * w;
+        var cHat = kw.transpose(-1, -2).matmul(vc);                // [B, NH, NC, Dk, Dv]
+        var nHat = kw.sum(-2);                                     // [B, NH, NC, Dk]
+
+        // Sequential pass over chunk boundaries; keep the state entering every chunk.
+        var cIn = new Tensor[nc];
+        var nIn = new Tensor[nc];
+        var mIn = new Tensor[nc];
+        for (long j = 0; j < nc; j++)
+        {
+            cIn[j] = c; nIn[j] = n; mIn[j] = m;
+            // Per-chunk scope: temporaries are released at once (the autograd graph keeps what it needs).
+            using var step = NewDisposeScope();
+            var gj = g.select(-1, j);
+            var aj = aMax.select(-1, j);
+            var mNew = maximum(gj + m, aj);
+            var decay = (gj + m - mNew).exp();
+            var inW = (aj - mNew).exp();
+            c = (decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHat.select(2, j)).MoveToOuterDisposeScope();
+            n = (decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHat.select(2, j)).MoveToOuterDisposeScope();
+            m = mNew.MoveToOuterDisposeScope();
+        }
+        var cPrev = stack(cIn, 2);                                 // [B, NH, NC, Dk, Dv]
+        var nPrev = stack(nIn, 2);                                 // [B, NH, NC, Dk]
+        var mPrev = stack(mIn, 2);                                 // [B, NH, NC]
+
+        // Outputs of all chunks at once.
+        var interLog = b + mPrev.unsqueeze(-1);                    // [B, NH, NC, CS]: log weight of the entering state
+        var dMat = CausalLogWeights(seg, ic);                      // [B, NH, NC, CS, CS]
+        var mt = maximum(interLog, dMat.amax(new long[] { -1 }));  // the recurrence's m_t
+        var inter = (interLog - mt).exp();
+        var sMat = qc.matmul(kc.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
+        var num = inter.unsqueeze(-1) * qc.matmul(cPrev) + sMat.matmul(vc);
+        var den = inter * qc.matmul(nPrev.unsqueeze(-1)).squeeze(-1) + sMat.sum(-1);
+        var h = num / (maximum(den.abs(), (-mt).exp()) + eps).unsqueeze(-1);
+
+        var output = h.reshape(batch, heads, nc * cs, dv);
+        if (pad > 0) output = output.narrow(2, 0, length);
+        output = output.to(q.dtype);
+
+        var state = new MLSTMState(c, n, m, q.dtype);
+        output.MoveToOuterDisposeScope();
+        state.MoveToOuterDisposeScope();
+        return (output, state);
+    }
+
+    /// <summary>
+    /// The stabilized recurrence, one step at a time (the oracle the other forms are tested against).
+    /// </summary>
+    /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
+    /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
+    /// <param name="inputGate">Input gate pre-activations <c>i</c>, <c>[B, NH, L]</c>.</param>
+    /// <param name="forgetGate">Forget gate pre-activations <c>f</c>, <c>[B, NH, L]</c> (the kernel applies logsigmoid).</param>
+    /// <param name="initialState">The state to continue from, or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
+    /// <param name="eps">The constant added to the denominator (at least 0).</param>
+    /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
+    public static (Tensor Output, MLSTMState FinalState) Recurrent(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, MLSTMState? initialState = null, double eps = 1e-6)
+    {
+        var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
+
+        using var scope = NewDisposeScope();
+        var ct = ComputeType(q.dtype);
+        var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
+
+        var qs = q.to(ct) * (1.0 / Math.Sqrt(dk));
+        var ks = k.to(ct);
+        var vs = v.to(ct);
+        var ig = inputGate.to(ct);
+        var lf = nn.functional.logsigmoid(forgetGate.to(ct));
+
+        var outputs = new Tensor[length];
+        for (long t = 0; t < length; t++)
+        {
+            // Per-step scope: temporaries and the previous state are released at once (the autograd graph keeps
+            // what it needs), so a long sequence does not hold L copies of C.
+            using var step = NewDisposeScope();
+            var ft = lf.select(2, t);
+            var it = ig.select(2, t);
+            var qt = qs.select(2, t);
+            var kt = ks.select(2, t);
+            var vt = vs.select(2, t);
+            var mNew = maximum(ft + m, it);
+            var fa = (ft + m - mNew).exp();
+            var ia = (it - mNew).exp();
+            var cNew = fa.unsqueeze(-1).unsqueeze(-1) * c + ia.unsqueeze(-1).unsqueeze(-1) * (kt.unsqueeze(-1) * vt.unsqueeze(-2));
+            var nNew = fa.unsqueeze(-1) * n + ia.unsqueeze(-1) * kt;
+            var num = qt.unsqueeze(-2).matmul(cNew).squeeze(-2);   // C_t^T q~_t  [B, NH, Dv]
+            var den = (nNew * qt).sum(-1);                          // n_t . q~_t  [B, NH]
+            outputs[t] = (num / (maximum(den.abs(), (-mNew).exp()) + eps).unsqueeze(-1)).MoveToOuterDisposeScope();
+            if (t > 0)
+            {
+                c.Dispose(); n.Dispose(); m.Dispose();
+            }
+            c = cNew.MoveToOuterDisposeScope();
+            n = nNew.MoveToOuterDisposeScope();
+            m = mNew.MoveToOuterDisposeScope();
+        }
+
+        var output = stack(outputs, 2).to(q.dtype);
+        var state = new MLSTMState(c, n, m, q.dtype);
+        output.MoveToOuterDisposeScope();
+        state.MoveToOuterDisposeScope();
+        return (output, state);
+    }
+
+    /// <summary>
+    /// The quadratic parallel form over the whole sequence (no initial state: <c>m_0 = 0</c>, which enters the
+    /// stabilizer as the term <c>b_t + 0</c>); O(L^2) time and memory, for short sequences and tests.
+    /// </summary>
+    /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
+    /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
+    /// <param name="inputGate">Input gate pre-activations <c>i</c>, <c>[B, NH, L]</c>.</param>
+    /// <param name="forgetGate">Forget gate pre-activations <c>f</c>, <c>[B, NH, L]</c> (the kernel applies logsigmoid).</param>
+    /// <param name="eps">The constant added to the denominator (at least 0).</param>
+    /// <returns>The outputs <c>[B, NH, L, Dv]</c> in q's dtype.</returns>
+    public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor inputGate, Tensor forgetGate,
+        double eps = 1e-6)
+    {
+        var (_, _, _, dk, _) = Validate(q, k, v, inputGate, forgetGate, null, eps);
+
+        using var scope = NewDisposeScope();
+        var ct = ComputeType(q.dtype);
+        var qs = q.to(ct) * (1.0 / Math.Sqrt(dk));
+        var ks = k.to(ct);
+        var vs = v.to(ct);
+        var ig = inputGate.to(ct);
+        var lf = nn.functional.logsigmoid(forgetGate.to(ct));
+        var b = lf.cumsum(-1);                                             // [B, NH, L]
+
+        var dMat = CausalLogWeights(SegmentSums(lf), ig);                  // [B, NH, L, L]
+        var mt = maximum(b, dMat.amax(new long[] { -1 }));                 // includes m_0 = 0 via b_t + 0
+        var sMat = qs.matmul(ks.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
+        var num = sMat.matmul(vs);
+        var den = sMat.sum(-1);
+        var h = num / (maximum(den.abs(), (-mt).exp()) + eps).unsqueeze(-1);
+        return h.to(q.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <c>S[..., t, j] = lf_{j+1} + ... + lf_t</c> (= <c>b_t - b_j</c>) for j &lt;= t and 0 above the diagonal, from
+    /// <c>lf [..., T]</c>. Summed directly rather than as a difference of cumulative sums, so that a long run of
+    /// strongly negative log forget gates loses no float32 precision.
+    /// </summary>
+    private static Tensor SegmentSums(Tensor lf)
+    {
+        long len = lf.shape[^1];
+        var strictlyLower = ones(len, len, dtype: ScalarType.Bool, device: lf.device).tril(-1);
+        var rows = lf.unsqueeze(-1).expand(lf.shape.Append(len).ToArray());          // [..., s, j] = lf_s
+        return rows.masked_fill(strictlyLower.logical_not(), 0.0).cumsum(-2);        // sum over j < s <= t
+    }
+
+    /// <summary><c>D[t, j] = seg[t, j] + i_j</c> for j &lt;= t and -inf above the diagonal; shape <c>[..., T, T]</c>.</summary>
+    private static Tensor CausalLogWeights(Tensor seg, Tensor ig)
+    {
+        long len = seg.shape[^1];
+        var causal = ones(len, len, dtype: ScalarType.Bool, device: seg.device).tril();
+        return (seg + ig.unsqueeze(-2)).masked_fill(causal.logical_not(), double.NegativeInfinity);
+    }
+
+    private static ScalarType ComputeType(ScalarType dtype) =>
+        dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+
+    private static (Tensor C, Tensor N, Tensor M) InitialState(MLSTMState? state, long batch, long heads, long dk, long dv,
+        ScalarType ct, Device device)
+    {
+        if (state is null)
+        {
+            return (zeros(new long[] { batch, heads, dk, dv }, dtype: ct, device: device),
+                zeros(new long[] { batch, heads, dk }, dtype: ct, device: device),
+                zeros(new long[] { batch, heads }, dtype: ct, device: device));
+        }
+        return (state.C.to(ct), state.N.to(ct), state.M.to(ct));
+    }
+
+    private static (long B, long NH, long L, long Dk, long Dv) Validate(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, MLSTMState? initialState, double eps)
+    {
+        Check.RealFloating(q);
+        Check.RealFloating(k);
+        Check.RealFloating(v);
+        Check.RealFloating(inputGate);
+        Check.RealFloating(forgetGate);
+        Check.Rank(q, 4, "q [B, NH, L, Dk]");
+        Check.Rank(k, 4, "k [B, NH, L, Dk]");
+        Check.Rank(v, 4, "v [B, NH, L, Dv]");
+        Check.Rank(inputGate, 3, "inputGate [B, NH, L]");
+        Check.Rank(forgetGate, 3, "forgetGate [B, NH, L]");
+        long batch = q.shape[0], heads = q.shape[1], length = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+        if (batch < 1 || heads < 1 || length < 1 || dk < 1)
+            throw new ArgumentException($"Expected q [B, NH, L, Dk] with every size at least 1; got shape {Check.Shape(q)}.", nameof(q));
+        if (dv < 1)
+            throw new ArgumentException($"Expected v [B, NH, L, Dv] with Dv at least 1; got shape {Check.Shape(v)}.", nameof(v));
+        if (!k.shape.SequenceEqual(q.shape))
+            throw new ArgumentException($"Expected k of q's shape {Check.Shape(q)}; got shape {Check.Shape(k)}.", nameof(k));
+        if (v.shape[0] != batch || v.shape[1] != heads || v.shape[2] != length)
+            throw new ArgumentException($"Expected v of shape [{batch}, {heads}, {length}, Dv] to match q {Check.Shape(q)}; got shape {Check.Shape(v)}.", nameof(v));
+        var gateShape = new[] { batch, heads, length };
+        if (!inputGate.shape.SequenceEqual(gateShape))
+            throw new ArgumentException($"Expected inputGate of shape {Check.Shape(gateShape)}; got shape {Check.Shape(inputGate)}.", nameof(inputGate));
+        if (!forgetGate.shape.SequenceEqual(gateShape))
+            throw new ArgumentException($"Expected forgetGate of shape {Check.Shape(gateShape)}; got shape {Check.Shape(forgetGate)}.", nameof(forgetGate));
+        if (k.dtype != q.dtype || v.dtype != q.dtype)
+            throw new ArgumentException($"Expected q, k and v of one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}.", k.dtype != q.dtype ? nameof(k) : nameof(v));
+        SameDevice(q, k, nameof(k));
+        SameDevice(q, v, nameof(v));
+        SameDevice(q, inputGate, nameof(inputGate));
+        SameDevice(q, forgetGate, nameof(forgetGate));
+        if (!(eps >= 0 && double.IsFinite(eps)))
+            throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a finite eps of at least 0; got {eps}.");
+        if (initialState is not null)
+        {
+            initialState.CheckCompatible(batch, q.device, nameof(initialState));
+            if (initialState.NumHeads != heads || initialState.KeyDim != dk || initialState.ValueDim != dv)
+                throw new ArgumentException(
+                    $"Expected an initial state with C of shape [{batch}, {heads}, {dk}, {dv}]; got C {Check.Shape(initialState.C)}.",
+                    nameof(initialState));
+        }
+        return (batch, heads, length, dk, dv);
+    }
+
+    private static void SameDevice(Tensor reference, Tensor t, string paramName)
+    {
+        if (t.device_type != reference.device_type || t.device_index != reference.device_index)
+            throw new ArgumentException($"Expected a tensor on q's device {reference.device}; got {t.device}.", paramName);
+    }
+}
