@@ -52,14 +52,24 @@ public class SequenceModel : SequenceModule
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) =>
+        StreamInOrder(blocks, x, state);
+
+    /// <summary>
+    /// Streams <paramref name="x"/> through <paramref name="modules"/> in order; the state has one child per module.
+    /// </summary>
+    /// <param name="stack">The modules, each <c>[B, L, H] -> [B, L, H]</c>.</param>
+    /// <param name="x">The piece <c>[B, L, H]</c>.</param>
+    /// <param name="state">The state after the previous piece (one child per module), or null.</param>
+    protected static (Tensor Output, StreamingState State) StreamInOrder(IEnumerable<SequenceModule> stack, Tensor x, StreamingState? state)
     {
-        if (state is not null && state.Children.Count != blocks.Count)
-            throw new ArgumentException($"The state has {state.Children.Count} block states; the model has {blocks.Count} blocks.", nameof(state));
+        var modules = stack.ToList();
+        if (state is not null && state.Children.Count != modules.Count)
+            throw new ArgumentException($"The state has {state.Children.Count} child states; the model has {modules.Count} blocks.", nameof(state));
         var h = x;
-        var next = new StreamingState?[blocks.Count];
-        for (int i = 0; i < blocks.Count; i++)
-            (h, next[i]) = blocks[i].Stream(h, state?.Children[i]);
+        var next = new StreamingState?[modules.Count];
+        for (int i = 0; i < modules.Count; i++)
+            (h, next[i]) = modules[i].Stream(h, state?.Children[i]);
         return (h, new StreamingState(x.shape[0], x.device, x.dtype, children: next));
     }
 }
