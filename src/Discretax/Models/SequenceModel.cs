@@ -56,7 +56,7 @@ public class SequenceModel : SequenceModule
         StreamInOrder(blocks, x, state);
 
     /// <summary>
-    /// Streams <paramref name="x"/> through <paramref name="modules"/> in order; the state has one child per module.
+    /// Streams <paramref name="x"/> through <paramref name="stack"/> in order; the state has one child per module.
     /// </summary>
     /// <param name="stack">The modules, each <c>[B, L, H] -> [B, L, H]</c>.</param>
     /// <param name="x">The piece <c>[B, L, H]</c>.</param>
