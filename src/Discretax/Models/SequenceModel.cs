@@ -61,7 +61,7 @@ public class SequenceModel : SequenceModule
     /// <param name="stack">The modules, each <c>[B, L, H] -> [B, L, H]</c>.</param>
     /// <param name="x">The piece <c>[B, L, H]</c>.</param>
     /// <param name="state">The state after the previous piece (one child per module), or null.</param>
-    protected static (Tensor Output, StreamingState State) StreamInOrder(IEnumerable<SequenceModule> stack, Tensor x, StreamingState? state)
+    protected internal static (Tensor Output, StreamingState State) StreamInOrder(IEnumerable<SequenceModule> stack, Tensor x, StreamingState? state)
     {
         var modules = stack.ToList();
         if (state is not null && state.Children.Count != modules.Count)
