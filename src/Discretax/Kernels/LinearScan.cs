@@ -86,13 +86,17 @@ public static class LinearScan
         using var scope = NewDisposeScope();
         var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
         var a3 = Rank3(ac);
+        // unbind (not select per step): its backward is one stack, where per-step select backwards would each
+        // allocate a zero tensor of the full input shape (quadratic in L).
+        var aSteps = a3.unbind(1);
+        var bSteps = bc.unbind(1);
         long len = bc.shape[1];
         var states = new Tensor[len];
         Tensor? h = h0;
         for (long t = 0; t < len; t++)
         {
-            var at = a3.select(1, a3.shape[1] == 1 ? 0 : t);
-            var bt = bc.select(1, t);
+            var at = aSteps[aSteps.Length == 1 ? 0 : t];
+            var bt = bSteps[t];
             h = h is null ? bt : at * h + bt; // h_1 = a_1 * 0 + b_1 (stack copies)
             states[t] = h;
         }
