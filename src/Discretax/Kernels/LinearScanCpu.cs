@@ -215,31 +215,44 @@ internal static unsafe class LinearScanCpu
         where T : unmanaged, INumber<T>
     {
         long rowBase = (long)bi * len * width;
+        int blockWidth = c1 - c0;
         for (int t = len - 1; t >= 0; t--)
         {
             T* gt = g + rowBase + (long)t * width;
             T* dt = d + rowBase + (long)t * width;
             if (t == len - 1)
-                new ReadOnlySpan<T>(gt + c0, c1 - c0).CopyTo(new Span<T>(dt + c0, c1 - c0));
+                new ReadOnlySpan<T>(gt + c0, blockWidth).CopyTo(new Span<T>(dt + c0, blockWidth));
             else
                 MulAdd(ARow(a, mode, bi, t + 1, len, width), dt + width, gt, dt, c0, c1, complex, conj: true);
+        }
+        if (da is null) return;
 
-            if (da is null) continue;
-            T* hp = t > 0 ? h + rowBase + (long)(t - 1) * width : (h0 is null ? null : h0 + (long)bi * width);
-            if (mode == 0)
+        // grad a_t = d_t conj(h_{t-1}) in a second, ascending pass over d and h (measured faster on this CPU than
+        // fusing it into the reverse loop). Mode 0 sums over time in a task-local buffer, copied out at the end.
+        T[]? accArray = mode == 0 ? new T[blockWidth] : null;
+        fixed (T* accBase = accArray)
+        {
+            T* acc = accBase - c0;
+            for (int t = 0; t < len; t++)
             {
-                // Accumulate over time into this task's own slice of the [B, N] buffer.
-                if (hp is not null)
-                    MulAdd(hp, dt, da + (long)bi * width, da + (long)bi * width, c0, c1, complex, conj: true);
-            }
-            else
-            {
-                T* dat = da + rowBase + (long)t * width;
-                if (hp is not null)
-                    MulAdd(hp, dt, null, dat, c0, c1, complex, conj: true);
+                T* dt = d + rowBase + (long)t * width;
+                T* hp = t > 0 ? h + rowBase + (long)(t - 1) * width : (h0 is null ? null : h0 + (long)bi * width);
+                if (mode == 0)
+                {
+                    if (hp is not null)
+                        MulAdd(hp, dt, acc, acc, c0, c1, complex, conj: true);
+                }
                 else
-                    new Span<T>(dat + c0, c1 - c0).Clear();
+                {
+                    T* dat = da + rowBase + (long)t * width;
+                    if (hp is not null)
+                        MulAdd(hp, dt, null, dat, c0, c1, complex, conj: true);
+                    else
+                        new Span<T>(dat + c0, blockWidth).Clear();
+                }
             }
+            if (accArray is not null)
+                new ReadOnlySpan<T>(accBase, blockWidth).CopyTo(new Span<T>(da + (long)bi * width + c0, blockWidth));
         }
         if (dh0 is not null)
             MulAdd(ARow(a, mode, bi, 0, len, width), d + rowBase, null, dh0 + (long)bi * width, c0, c1, complex, conj: true);
