@@ -225,6 +225,8 @@ internal static unsafe class LinearScanCpu
             else
                 MulAdd(ARow(a, mode, bi, t + 1, len, width), dt + width, gt, dt, c0, c1, complex, conj: true);
         }
+        if (dh0 is not null)
+            MulAdd(ARow(a, mode, bi, 0, len, width), d + rowBase, null, dh0 + (long)bi * width, c0, c1, complex, conj: true);
         if (da is null) return;
 
         // grad a_t = d_t conj(h_{t-1}) in a second, ascending pass over d and h (measured faster on this CPU than
@@ -254,8 +256,6 @@ internal static unsafe class LinearScanCpu
             if (accArray is not null)
                 new ReadOnlySpan<T>(accBase, blockWidth).CopyTo(new Span<T>(da + (long)bi * width + c0, blockWidth));
         }
-        if (dh0 is not null)
-            MulAdd(ARow(a, mode, bi, 0, len, width), d + rowBase, null, dh0 + (long)bi * width, c0, c1, complex, conj: true);
     }
 
     /// <summary>
