@@ -93,12 +93,10 @@ public static class DeltaRule
 
         // WY / UT transform for all chunks at once: (I + A) [W | U] = [diag(beta) K | diag(beta) V].
         var kb = ks * bs;
-        var rhs = torch.cat(new[] { kb, vs * bs }, -1);                        // [BH, N, C, Dk + Dv]
         var kt = ks.transpose(-1, -2);                                          // [BH, N, Dk, C]
-        var a = kb.matmul(kt).tril(-1);                                         // strictly lower A
-        var wu = SolveUnitLower(a, rhs);                                        // [BH, N, C, Dk + Dv]
-        var w = wu.narrow(-1, 0, dk);
-        var u = wu.narrow(-1, dk, dv);
+        var tInv = UnitLowerInverse.Invert(kb.matmul(kt));                      // T = (I + tril(Kb K^T, -1))^{-1}
+        var w = tInv.matmul(kb);                                                // [BH, N, C, Dk]
+        var u = tInv.matmul(vs * bs);                                           // [BH, N, C, Dv]
 
         // The only sequential part: per chunk U' = U - W S and S <- S + K^T U'.
         Tensor s = initialState is null
@@ -237,7 +235,7 @@ public static class DeltaRule
         batch1.baddbmm(batch2, input, beta: 1, alpha: alpha);
 
     /// <summary>Solves <c>(I + A) X = rhs</c> for a strictly lower-triangular <c>A</c> (its diagonal is never read).</summary>
-    private static Tensor SolveUnitLower(Tensor a, Tensor rhs) =>
+    internal static Tensor SolveUnitLower(Tensor a, Tensor rhs) =>
         linalg.solve_triangular(a, rhs, upper: false, left: true, unitriangular: true);
 
     /// <summary>float16 / bfloat16 are computed in float32; float32 / float64 in their own type.</summary>
