@@ -1,3 +1,4 @@
+using System.Numerics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,6 +15,10 @@ namespace Discretax.Kernels;
 /// their 2s x 2s diagonal block by writing <c>T21 = -T22 A21 T11</c> below them. log2(C) levels of batched
 /// products; exact (the formula of the blocked forward substitution, no series truncation). A chunk that is
 /// not a power of two is padded with zeros (identity) and cut back.
+/// On CPU (float32 / float64) the forward is instead a row-wise forward substitution in C# over the contiguous
+/// memory, vectorized along rows and parallel over matrices (<c>T[i, :] = e_i - sum_{l &lt; i} A[i, l] T[l, :]</c>,
+/// about C^3/6 multiply-adds per matrix): the doubling levels cost many tiny matrix products there
+/// (DESIGN.md §7). Both forward paths are tested on CPU against <c>linalg.solve_triangular</c>.
 /// Backward: from <c>dT = -T dA T</c>, <c>dL/dA = -tril(T^T G T^T, -1)</c> for the incoming gradient <c>G</c>.
 /// </remarks>
 internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLowerInverse>
@@ -24,6 +29,14 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
     /// <summary><c>(I + A)^{-1}</c> for <c>A</c> <c>[..., C, C]</c> (only its strictly lower part is read).</summary>
     public static Tensor Invert(Tensor a) => apply(a);
 
+    [ThreadStatic] private static bool s_forceTensorPath;
+
+    /// <summary>Tests only: use the block-doubling tensor path on CPU too (for calls on this thread).</summary>
+    internal static bool ForceTensorPath { get => s_forceTensorPath; set => s_forceTensorPath = value; }
+
+    private static bool UsesCpuLoop(Tensor a) =>
+        !ForceTensorPath && a.device_type == DeviceType.CPU && a.dtype is ScalarType.Float32 or ScalarType.Float64;
+
     /// <inheritdoc/>
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
@@ -33,6 +46,16 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
         long m = a.numel() / (c * c);
         long p = 1;
         while (p < c) p *= 2;
+        if (UsesCpuLoop(a))
+        {
+            var ac = a.reshape(m, c, c).contiguous();
+            var tc = zeros(new[] { m, c, c }, dtype: a.dtype, device: a.device);
+            if (a.dtype == ScalarType.Float32) InvertCpu<float>(ac, tc); else InvertCpu<double>(ac, tc);
+            var r = tc.reshape(a.shape);
+            ctx.save_for_backward(new List<Tensor> { r });
+            return r.MoveToOuterDisposeScope();
+        }
+
         var a3 = a.reshape(m, c, c);
         if (p != c) a3 = nn.functional.pad(a3, new long[] { 0, p - c, 0, p - c });
 
@@ -55,6 +78,50 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
         var result = t.reshape(a.shape);
         ctx.save_for_backward(new List<Tensor> { result });
         return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Row-wise forward substitution of <c>(I + A) T = I</c> on contiguous CPU tensors <c>[M, C, C]</c>; <paramref name="t"/> starts as zeros.</summary>
+    private static unsafe void InvertCpu<T>(Tensor a, Tensor t) where T : unmanaged, INumber<T>
+    {
+        long m = a.shape[0];
+        int c = (int)a.shape[1];
+        using var sa = a.storage<T>();
+        using var st = t.storage<T>();
+        nint pa = (nint)((T*)sa.data_ptr() + a.storage_offset());
+        nint pt = (nint)((T*)st.data_ptr() + t.storage_offset());
+        const long perTask = 16;
+        Parallel.For(0, (m + perTask - 1) / perTask, task =>
+        {
+            long end = Math.Min(m, (task + 1) * perTask);
+            for (long idx = task * perTask; idx < end; idx++)
+            {
+                T* am = (T*)pa + idx * c * c;
+                T* tm = (T*)pt + idx * c * c;
+                for (int i = 0; i < c; i++)
+                {
+                    T* ti = tm + i * c;
+                    T* ai = am + i * c;
+                    ti[i] = T.One;
+                    for (int l = 0; l < i; l++)
+                    {
+                        T coef = ai[l];
+                        if (coef == T.Zero) continue;
+                        T* tl = tm + l * c;
+                        int len = l + 1;                     // T[l, j] = 0 for j > l
+                        int j = 0;
+                        if (Vector.IsHardwareAccelerated && len >= Vector<T>.Count)
+                        {
+                            var vc = new Vector<T>(coef);
+                            for (; j <= len - Vector<T>.Count; j += Vector<T>.Count)
+                                (Vector.Load(ti + j) - vc * Vector.Load(tl + j)).Store(ti + j);
+                        }
+                        for (; j < len; j++) ti[j] -= coef * tl[j];
+                    }
+                }
+            }
+        });
+        GC.KeepAlive(a);
+        GC.KeepAlive(t);
     }
 
     /// <inheritdoc/>
