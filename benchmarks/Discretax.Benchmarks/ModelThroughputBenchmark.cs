@@ -19,6 +19,7 @@ public class ModelThroughputBenchmark
     public static readonly IReadOnlyDictionary<string, Func<SequenceModule>> Models = new Dictionary<string, Func<SequenceModule>>
     {
         ["LRU"] = () => new LRU(Hidden, Blocks),
+        ["DeltaNet"] = () => new DeltaNet(Hidden, Blocks),
     };
 
     private SequenceModule _model = null!;

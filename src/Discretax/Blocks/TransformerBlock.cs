@@ -1,0 +1,65 @@
+using Discretax.ChannelMixers;
+using Discretax.Layers;
+using Discretax.SequenceMixers;
+using Discretax.Streaming;
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Blocks;
+
+/// <summary>
+/// The Transformer-style DeltaNet block of the PyTorch DeltaNet package, made causal:
+/// <code>
+/// x = x + attention(norm1(x))     attention: DeltaNet with q, k, v projections, each followed by a short
+///                                 causal depthwise convolution and SiLU; L2-normalized q and k; sigmoid beta
+/// x = x + ffn(norm2(x))           ffn: SwiGLU of width ffHiddenDim
+/// </code>
+/// with RMSNorm pre-norms. <c>[B, L, dModel] -> [B, L, dModel]</c>; streams the attention's state.
+/// </summary>
+public sealed class TransformerBlock : SequenceModule
+{
+    /// <summary>The pre-norm of the attention.</summary>
+    public RMSNorm norm1;
+
+    /// <summary>The DeltaNet attention.</summary>
+    public DeltaNetSequenceMixer attention;
+
+    /// <summary>The pre-norm of the feed-forward.</summary>
+    public RMSNorm norm2;
+
+    /// <summary>The SwiGLU feed-forward.</summary>
+    public SwiGLU ffn;
+
+    /// <summary>Creates the block.</summary>
+    /// <param name="dModel">The feature size.</param>
+    /// <param name="chunkSize">The chunk size of the delta-rule kernel.</param>
+    /// <param name="ffHiddenDim">The SwiGLU intermediate width.</param>
+    /// <param name="numHeads">Attention heads (<paramref name="dModel"/> must be divisible by it).</param>
+    public TransformerBlock(long dModel, int chunkSize, long ffHiddenDim, int numHeads = 1)
+        : base(nameof(TransformerBlock), dModel)
+    {
+        Check.AtLeast(ffHiddenDim, 1);
+        norm1 = new RMSNorm(dModel);
+        attention = new DeltaNetSequenceMixer(dModel, numHeads, chunkSize: chunkSize, useShortConv: true);
+        norm2 = new RMSNorm(dModel);
+        ffn = new SwiGLU(dModel, intermediateDim: ffHiddenDim);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardBatched(Tensor x)
+    {
+        var h = x + attention.forward(norm1.forward(x));
+        return h + ffn.forward(norm2.forward(h));
+    }
+
+    /// <inheritdoc />
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    {
+        var (a, s) = attention.Stream(norm1.forward(x), state?.Children[0]);
+        var h = x + a;
+        var y = h + ffn.forward(norm2.forward(h));
+        return (y, new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { s }));
+    }
+}

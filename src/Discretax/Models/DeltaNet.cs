@@ -1,0 +1,39 @@
+using Discretax.Blocks;
+using Discretax.ChannelMixers;
+using Discretax.SequenceMixers;
+using Discretax.Streaming;
+using Discretax.Utilities;
+
+namespace Discretax.Models;
+
+/// <summary>
+/// The DeltaNet model, as discretax's <c>DeltaNet</c>: <c>numBlocks</c> <see cref="StandardBlock"/>s, each a
+/// <see cref="DeltaNetSequenceMixer"/> and a <see cref="GLU"/> without bias, with batch norm, GELU and dropout
+/// in the standard layout. <c>[B, L, hiddenDim] -> [B, L, hiddenDim]</c>; compose with an encoder and a head.
+/// </summary>
+public sealed class DeltaNet : SequenceModel
+{
+    /// <summary>Creates the model.</summary>
+    /// <param name="hiddenDim">The feature size H.</param>
+    /// <param name="numBlocks">The number of blocks.</param>
+    /// <param name="numHeads">Heads per mixer.</param>
+    /// <param name="headDim">Per-head size; default <c>hiddenDim / numHeads</c>.</param>
+    /// <param name="chunkSize">The chunk size of the delta-rule kernel.</param>
+    /// <param name="dropRate">Dropout probability of the blocks.</param>
+    /// <param name="prenorm">Normalize before the mixers.</param>
+    public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 64,
+        double dropRate = 0.1, bool prenorm = true)
+        : base(nameof(DeltaNet), hiddenDim, Blocks(hiddenDim, numBlocks, numHeads, headDim, chunkSize, dropRate, prenorm))
+    {
+    }
+
+    private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, int numHeads, int? headDim,
+        int chunkSize, double dropRate, bool prenorm)
+    {
+        Check.AtLeast(numBlocks, 1);
+        for (int i = 0; i < numBlocks; i++)
+            yield return new StandardBlock(hiddenDim,
+                new DeltaNetSequenceMixer(hiddenDim, numHeads, headDim, chunkSize),
+                new GLU(hiddenDim, useBias: false), dropRate, prenorm);
+    }
+}

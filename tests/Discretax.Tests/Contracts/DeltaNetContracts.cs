@@ -1,0 +1,16 @@
+using Discretax.Blocks;
+using Discretax.Models;
+using Discretax.SequenceMixers;
+
+namespace Discretax.Tests.Contracts;
+
+public sealed class DeltaNetSequenceMixerContract() : SequenceModuleContract(8, h => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: 4));
+
+public sealed class DeltaNetSequenceMixerAllOptionsContract() : SequenceModuleContract(8, h => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: 3,
+    useBias: true, betaPerHead: true, useShortConv: true, scaleQuery: true, useOutputNorm: true, useOutputGate: true, allowNegativeEigenvalues: true));
+
+public sealed class DeltaNetModelContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5));
+
+public sealed class TransformerBlockContract() : SequenceModuleContract(8, h => new TransformerBlock(h, chunkSize: 4, ffHiddenDim: 16, numHeads: 2));
+
+public sealed class TransformerDeltaNetContract() : SequenceModuleContract(8, h => new TransformerDeltaNet(h, chunkSize: 3, numLayers: 2));
