@@ -47,6 +47,9 @@ public sealed class S5SequenceMixer : SequenceMixer
     /// <summary>Standard deviation of a standard normal truncated to [-2, 2] (JAX's <c>variance_scaling</c> constant).</summary>
     private const double TruncatedNormalStd = 0.87962566103423978;
 
+    /// <summary><c>erf(sqrt 2) = P(|Z| &lt; 2)</c> for a standard normal Z.</summary>
+    private const double ErfSqrt2 = 0.95449973610364158;
+
     /// <summary><c>[P]</c>: real parts of the continuous eigenvalues.</summary>
     public Parameter Lambda_re;
 
@@ -244,11 +247,15 @@ public sealed class S5SequenceMixer : SequenceMixer
         return (y.to(x.dtype), new StreamingState(x.shape[0], x.device, x.dtype, new[] { KeyValuePair.Create("x", last) }));
     }
 
-    /// <summary>JAX's truncated normal: a standard normal truncated to [-2, 2], scaled to standard deviation <paramref name="std"/>.</summary>
+    /// <summary>
+    /// JAX's truncated normal: a standard normal truncated to [-2, 2] (by inverse-CDF sampling,
+    /// <c>z = sqrt(2) erfinv(v)</c> with <c>v ~ U(-erf(sqrt 2), erf(sqrt 2))</c>), scaled to standard deviation
+    /// <paramref name="std"/>. (TorchSharp 0.107's <c>nn.init.trunc_normal_</c> swaps mean and std and omits the
+    /// sqrt(2), so it is not used.)
+    /// </summary>
     private static Tensor TruncatedNormal(long[] shape, double std)
     {
-        var t = empty(shape, dtype: ScalarType.Float64);
-        nn.init.trunc_normal_(t, 0.0, 1.0, -2.0, 2.0);
-        return t * (std / TruncatedNormalStd);
+        var t = empty(shape, dtype: ScalarType.Float64).uniform_(-ErfSqrt2, ErfSqrt2);
+        return t.erfinv_().mul_(Math.Sqrt(2)).clamp_(-2.0, 2.0) * (std / TruncatedNormalStd);
     }
 }
