@@ -20,6 +20,7 @@ public class ModelThroughputBenchmark
     {
         ["LRU"] = () => new LRU(Hidden, Blocks),
         ["DeltaNet"] = () => new DeltaNet(Hidden, Blocks),
+        ["S5"] = () => new S5(Hidden, Blocks),
     };
 
     private SequenceModule _model = null!;
