@@ -1,0 +1,265 @@
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Kernels;
+
+/// <summary>
+/// Diagonal linear recurrence (the scan behind LRU, S4D-recurrent and S5):
+/// <c>h_t = a_t * h_{t-1} + b_t</c>, elementwise, real or complex, for <c>t = 1..L</c> from <c>h_0</c>
+/// (the initial state, zeros by default), returning every state <c>h_1..h_L</c>.
+/// </summary>
+/// <remarks>
+/// <para>Shapes: <c>b: [B, L, N]</c>; <c>a</c> broadcastable to <c>b</c> with NumPy rules, typically <c>[N]</c>
+/// (time-invariant), <c>[L, N]</c> or <c>[B, L, N]</c> (time-varying); initial state <c>[B, N]</c>; result
+/// <c>[B, L, N]</c>. <c>a</c>, <c>b</c> and the initial state share one dtype: float32, float64, complex64,
+/// complex128, or float16/bfloat16 (computed in float32 and cast back).</para>
+/// <para>The pairs <c>(a, b)</c> compose with the associative operator
+/// <c>(a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)</c> (apply step 1, then step 2), which allows parallel-in-time
+/// evaluation (Blelloch 1990; Martin and Cundy 2018, https://arxiv.org/abs/1709.04057; Smith et al. 2023,
+/// https://arxiv.org/abs/2208.04933).</para>
+/// <para>Three forms of one math:</para>
+/// <list type="bullet">
+/// <item><see cref="Sequential"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
+/// <item><see cref="ParallelForm"/>: a chunked parallel-in-time tensor form (doubling scan inside chunks of
+/// <c>C</c> steps, doubling scan across the chunk totals, then one broadcast product), O(L log C) work and
+/// O(log L) depth, with no division by cumulative products, so it stays exact when <c>|a|</c> is tiny
+/// (products underflow to zero, which is their correct value) or near one over long spans.</item>
+/// <item>The CPU kernel behind <see cref="Scan"/>: compiled C# over the tensors' memory, parallel over the
+/// <c>B x N</c> channels, vectorized along <c>N</c>, with a custom autograd function whose backward is the
+/// reverse scan <c>d_t = g_t + conj(a_{t+1}) d_{t+1}</c>; grad <c>b_t = d_t</c>;
+/// grad <c>a_t = d_t conj(h_{t-1})</c> (summed over broadcast dimensions); grad <c>h_0 = conj(a_1) d_1</c>
+/// (PyTorch's convention for complex gradients).</item>
+/// </list>
+/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="ParallelForm"/> on every other
+/// device (on a CPU a loop of tensor operations costs microseconds per step and the parallel tensor forms lose to
+/// the compiled loop; on a GPU the loop's launches lose to the parallel form). See docs/kernels/linear-scan.md.</para>
+/// </remarks>
+public static class LinearScan
+{
+    /// <summary>Default chunk length of <see cref="ParallelForm"/>.</summary>
+    public const int DefaultChunkSize = 64;
+
+    /// <summary>
+    /// Every state of <c>h_t = a_t * h_{t-1} + b_t</c>: the compiled CPU kernel (with its reverse-scan backward)
+    /// for CPU tensors, <see cref="ParallelForm"/> on other devices.
+    /// </summary>
+    /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c> (or with size-1 dimensions).</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    public static Tensor Scan(Tensor a, Tensor b, Tensor? initialState = null)
+    {
+        Validate(a, b, initialState);
+        using var scope = NewDisposeScope();
+        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
+        Tensor h;
+        if (bc.device_type == DeviceType.CPU)
+        {
+            ac = Resolve(ac);
+            bc = Resolve(bc);
+            h0 = h0 is null ? null : Resolve(h0);
+            bool track = torch.is_grad_enabled() && (ac.requires_grad || bc.requires_grad || (h0?.requires_grad ?? false));
+            h = track ? LinearScanFunction.apply(ac, bc, h0!) : LinearScanCpu.Forward(ac, bc, h0);
+        }
+        else
+        {
+            h = ParallelCore(ac, bc, h0, DefaultChunkSize);
+        }
+        if (h.dtype != resultType) h = h.to_type(resultType);
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the
+    /// reference the other forms are tested against.
+    /// </summary>
+    /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    public static Tensor Sequential(Tensor a, Tensor b, Tensor? initialState = null)
+    {
+        Validate(a, b, initialState);
+        using var scope = NewDisposeScope();
+        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
+        var a3 = Rank3(ac);
+        long len = bc.shape[1];
+        var states = new Tensor[len];
+        Tensor? h = h0;
+        for (long t = 0; t < len; t++)
+        {
+            var at = a3.select(1, a3.shape[1] == 1 ? 0 : t);
+            var bt = bc.select(1, t);
+            h = h is null ? bt : at * h + bt; // h_1 = a_1 * 0 + b_1 (stack copies)
+            states[t] = h;
+        }
+        var result = stack(states, 1);
+        if (result.dtype != resultType) result = result.to_type(resultType);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any
+    /// device (so it is tested on CPU). Differentiable by autograd.
+    /// </summary>
+    /// <remarks>
+    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>a = 1, b = 0</c>, which
+    /// leaves the state unchanged, and cut off afterwards). Inside each chunk a Hillis-Steele doubling scan with
+    /// the associative operator gives, for every step, the product <c>A_t</c> of the coefficients since the chunk
+    /// start and the state <c>B_t</c> reached from a zero state; across chunks the same doubling scan over the
+    /// chunk totals (from the initial state) gives the state entering each chunk, <c>E</c>; then
+    /// <c>h_t = A_t E + B_t</c>. Only products and sums, never a division by a cumulative product.
+    /// </remarks>
+    /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
+    public static Tensor ParallelForm(Tensor a, Tensor b, Tensor? initialState = null, int chunkSize = DefaultChunkSize)
+    {
+        Validate(a, b, initialState);
+        Check.AtLeast(chunkSize, 1);
+        using var scope = NewDisposeScope();
+        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
+        var h = ParallelCore(ac, bc, h0, chunkSize);
+        if (h.dtype != resultType) h = h.to_type(resultType);
+        return h.MoveToOuterDisposeScope();
+    }
+
+    private static Tensor ParallelCore(Tensor ac, Tensor b, Tensor? h0, int chunkSize)
+    {
+        long bsz = b.shape[0], len = b.shape[1], n = b.shape[2];
+        var a3 = Rank3(ac); // [Ba, L or 1, N], Ba in {1, B}
+        long ba = a3.shape[0];
+        long c = Math.Min(chunkSize, len);
+        long chunks = (len + c - 1) / c;
+        long pad = chunks * c - len;
+
+        var av = a3.expand(ba, len, n);
+        var bv = b;
+        if (pad > 0)
+        {
+            av = cat(new[] { av, ones(new[] { ba, pad, n }, dtype: b.dtype, device: b.device) }, 1);
+            bv = cat(new[] { bv, zeros(new[] { bsz, pad, n }, dtype: b.dtype, device: b.device) }, 1);
+        }
+        var (prodA, stateB) = DoublingScan(av.reshape(ba, chunks, c, n), bv.reshape(bsz, chunks, c, n), 2);
+
+        // Chunk totals [*, chunks, N], scanned across chunks: the state after chunk k from a zero state, and the
+        // product of all coefficients up to it.
+        var totA = prodA.select(2, c - 1);
+        var totB = stateB.select(2, c - 1);
+        var (cumA, cumB) = DoublingScan(totA, totB, 1);
+        var after = h0 is null ? cumB : cumA * h0.unsqueeze(1) + cumB; // [B, chunks, N]
+        var first = h0 is null ? zeros(new[] { bsz, 1, n }, dtype: b.dtype, device: b.device) : h0.unsqueeze(1);
+        var entering = chunks == 1 ? first : cat(new[] { first, after.narrow(1, 0, chunks - 1) }, 1);
+
+        var h = prodA * entering.unsqueeze(2) + stateB; // [B, chunks, C, N]
+        h = h.reshape(bsz, chunks * c, n);
+        return pad > 0 ? h.narrow(1, 0, len) : h;
+    }
+
+    /// <summary>
+    /// Inclusive Hillis-Steele scan along <paramref name="dim"/> of the pairs <c>(A, B)</c> under
+    /// <c>(A1, B1) . (A2, B2) = (A2 A1, A2 B1 + B2)</c>: after the pass at shift <c>s</c>, entry <c>t</c> covers the
+    /// steps <c>(t - 2s, t]</c>. <paramref name="a"/> may have size 1 in dimension 0 (shared by the batch).
+    /// </summary>
+    private static (Tensor A, Tensor B) DoublingScan(Tensor a, Tensor b, long dim)
+    {
+        long size = b.shape[dim];
+        for (long s = 1; s < size; s *= 2)
+        {
+            var aHead = a.narrow(dim, 0, size - s);
+            var aTail = a.narrow(dim, s, size - s);
+            var bHead = b.narrow(dim, 0, size - s);
+            var bTail = b.narrow(dim, s, size - s);
+            b = cat(new[] { b.narrow(dim, 0, s), aTail * bHead + bTail }, dim);
+            a = cat(new[] { a.narrow(dim, 0, s), aTail * aHead }, dim);
+        }
+        return (a, b);
+    }
+
+    /// <summary>A canonical <c>a</c> (rank 1, 2 or 3) as rank 3: <c>[1, 1, N]</c>, <c>[1, L, N]</c> or <c>[B, L, N]</c>.</summary>
+    private static Tensor Rank3(Tensor ac) => ac.dim() switch
+    {
+        1 => ac.unsqueeze(0).unsqueeze(0),
+        2 => ac.unsqueeze(0),
+        _ => ac,
+    };
+
+    /// <summary>Contiguous with conjugate and negative bits materialized, as the CPU kernel reads raw memory.</summary>
+    private static Tensor Resolve(Tensor t)
+    {
+        if (t.is_complex()) t = t.resolve_conj();
+        return t.resolve_neg().contiguous();
+    }
+
+    /// <summary>
+    /// Upcasts float16/bfloat16 to float32 and brings <c>a</c> to its canonical form: <c>[N]</c> when it varies
+    /// over neither batch nor time, <c>[L, N]</c> when it varies over time only, else <c>[B, L, N]</c> (all with the
+    /// full <c>N</c>). Every step is a differentiable tensor operation, so gradients reach the caller's tensors.
+    /// </summary>
+    private static (Tensor A, Tensor B, Tensor? H0, ScalarType ResultType) Prepare(Tensor a, Tensor b, Tensor? h0)
+    {
+        var resultType = b.dtype;
+        if (resultType is ScalarType.Float16 or ScalarType.BFloat16)
+        {
+            a = a.to_type(ScalarType.Float32);
+            b = b.to_type(ScalarType.Float32);
+            h0 = h0?.to_type(ScalarType.Float32);
+        }
+        long bsz = b.shape[0], len = b.shape[1], n = b.shape[2];
+        var a3 = a;
+        while (a3.dim() < 3) a3 = a3.unsqueeze(0);
+        Tensor ac;
+        if (a3.shape[0] == bsz && bsz > 1)
+            ac = a3.expand(bsz, len, n);
+        else if (a3.shape[1] == len && len > 1)
+            ac = a3.select(0, 0).expand(len, n);
+        else
+            ac = a3.select(0, 0).select(0, 0).expand(n);
+        return (ac, b, h0, resultType);
+    }
+
+    private static void Validate(Tensor a, Tensor b, Tensor? initialState)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (b.dim() != 3)
+            throw new ArgumentException($"Expected b of rank 3 [B, L, N]; got shape {Check.Shape(b)}.", nameof(b));
+        long bsz = b.shape[0], len = b.shape[1], n = b.shape[2];
+        if (bsz < 1 || len < 1 || n < 1)
+            throw new ArgumentException($"Expected b [B, L, N] with B, L, N >= 1; got shape {Check.Shape(b)}.", nameof(b));
+        if (b.dtype is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.ComplexFloat32 or ScalarType.ComplexFloat64
+            or ScalarType.Float16 or ScalarType.BFloat16))
+            throw new ArgumentException($"Expected b of dtype float16, bfloat16, float32, float64, complex64 or complex128; got {b.dtype}.", nameof(b));
+
+        if (a.dtype != b.dtype)
+            throw new ArgumentException($"Expected a of the dtype of b ({b.dtype}); got {a.dtype}.", nameof(a));
+        if (a.device.ToString() != b.device.ToString())
+            throw new ArgumentException($"Expected a on the device of b ({b.device}); got {a.device}.", nameof(a));
+        long[] target = { bsz, len, n };
+        bool fits = a.dim() <= 3;
+        for (int i = 1; fits && i <= a.dim(); i++)
+        {
+            long size = a.shape[^i];
+            fits = size == 1 || size == target[^i];
+        }
+        if (!fits)
+            throw new ArgumentException(
+                $"Expected a broadcastable to b's shape {Check.Shape(target)}: [N] = [{n}], [L, N] = [{len}, {n}] or [B, L, N] = [{bsz}, {len}, {n}]; got shape {Check.Shape(a)}.",
+                nameof(a));
+
+        if (initialState is null) return;
+        if (initialState.dim() != 2 || initialState.shape[0] != bsz || initialState.shape[1] != n)
+            throw new ArgumentException($"Expected initialState of shape [B, N] = [{bsz}, {n}]; got shape {Check.Shape(initialState)}.", nameof(initialState));
+        if (initialState.dtype != b.dtype)
+            throw new ArgumentException($"Expected initialState of the dtype of b ({b.dtype}); got {initialState.dtype}.", nameof(initialState));
+        if (initialState.device.ToString() != b.device.ToString())
+            throw new ArgumentException($"Expected initialState on the device of b ({b.device}); got {initialState.device}.", nameof(initialState));
+    }
+}
