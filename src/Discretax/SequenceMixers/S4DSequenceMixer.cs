@@ -210,7 +210,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
         var (dA, dB) = SsmKernels.Discretize(log_dt, -log_A_real.exp(), A_imag, Discretization);
         dA = dA.to_type(cplx);
         dB = dB.to_type(cplx);
-        var c = complex(C.select(-1, 0), C.select(-1, 1)).to_type(cplx) * 2.0;  // 2 C, [H, N/2]
+        var c = complex(C.select(-1, 0).to_type(real), C.select(-1, 1).to_type(real)) * 2.0;  // 2 C, [H, N/2]
         var a = dA.reshape(channels * modes);                                  // [H N/2]
         var uc = u.to_type(real);
 

@@ -230,6 +230,26 @@ public class S4DSequenceMixerTests
     }
 
     [Fact]
+    public void BFloat16InputStreamsWithAFloat32State()
+    {
+        using var m = new S4DSequenceMixer(8, 16, useD: true);
+        var g = new Generator(15);
+        using var x32 = TestUtil.Randn(g, new long[] { 2, 40, 8 }, ScalarType.Float32);
+        using var x = x32.to(ScalarType.BFloat16);
+        using var reference = m.forward(x.to(ScalarType.Float32));
+        using var full = m.forward(x);
+        var (a, s1) = m.Stream(x.narrow(1, 0, 3));
+        var (c, s2) = m.Stream(x.narrow(1, 3, 37), s1);
+        using var streamed = cat(new[] { a, c }, 1);
+        full.dtype.Should().Be(ScalarType.BFloat16);
+        streamed.dtype.Should().Be(ScalarType.BFloat16);
+        s2["x"].dtype.Should().Be(ScalarType.ComplexFloat32, "recurrent states accumulate in float32 at least");
+        TestUtil.RelRms(full, reference).Should().BeLessThan(1e-2, "bf16 output rounding, RMS(diff)/RMS(ref)");
+        TestUtil.RelRms(streamed, reference).Should().BeLessThan(1e-2, "bf16 output rounding, RMS(diff)/RMS(ref)");
+        s1.Dispose(); s2.Dispose(); a.Dispose(); c.Dispose();
+    }
+
+    [Fact]
     public void TransposedMixerOnTheTransposeEqualsTheUntransposedMixer()
     {
         const int b = 2, l = 11, h = 5, n = 4;
