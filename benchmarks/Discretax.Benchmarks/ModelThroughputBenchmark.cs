@@ -21,6 +21,7 @@ public class ModelThroughputBenchmark
         ["LRU"] = () => new LRU(Hidden, Blocks),
         ["DeltaNet"] = () => new DeltaNet(Hidden, Blocks),
         ["S5"] = () => new S5(Hidden, Blocks),
+        ["S4D"] = () => new S4D(Hidden, Blocks),
     };
 
     private SequenceModule _model = null!;
