@@ -16,9 +16,11 @@ public static class Program
     {
         bool fast = args.Contains("--fast");
         var rest = args.Where(a => a != "--fast").ToArray();
+        // In process (so this build's patched libLibTorchSharp.so loads), with room for the slow reference loops.
+        var toolchain = new InProcessEmitToolchain(TimeSpan.FromMinutes(30), logOutput: true);
         var job = fast
-            ? Job.Dry.WithToolchain(InProcessEmitToolchain.Instance).WithIterationCount(1).WithWarmupCount(0)
-            : Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(2).WithIterationCount(8).WithLaunchCount(1);
+            ? Job.Dry.WithToolchain(toolchain).WithIterationCount(1).WithWarmupCount(0)
+            : Job.Default.WithToolchain(toolchain).WithWarmupCount(2).WithIterationCount(8).WithLaunchCount(1);
         var config = DefaultConfig.Instance.AddJob(job.AsDefault()).WithOptions(ConfigOptions.DisableOptimizationsValidator);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
     }
