@@ -24,7 +24,7 @@ public static class ModelCatalog
         new("conv-baseline",
             "baseline, not a state-space model: blocks of a short causal convolution (kernel 4) and a GLU",
             (h, b, d) => new SequenceModel(h, Enumerable.Range(0, b).Select(_ =>
-                (SequenceModule)new StandardBlock(h, new ShortConvolution(h, kernelSize: int.Parse(Environment.GetEnvironmentVariable("KS") ?? "4")), new GLU(h), dropRate: d)))),
+                (SequenceModule)new StandardBlock(h, new ShortConvolution(h), new GLU(h), dropRate: d)))),
     };
 
     /// <summary>The default model's name.</summary>
