@@ -36,7 +36,7 @@ public static class PredictCommand
         string Name(int c) => c < source.ClassNames.Count ? source.ClassNames[c] : c.ToString(CultureInfo.InvariantCulture);
 
         console.MarkupLineInterpolated($"test image [bold]{imageIndex}[/] of {source.Description}; model {spec.Describe()}");
-        console.Write(ConsoleReport.ImageCanvas(one.Images, 0));
+        console.Write(ConsoleReport.Image(console, one.Images, 0));
         console.MarkupLineInterpolated($"true class: [bold]{label} {Name(label)}[/]   predicted: [bold {(predicted == label ? "green" : "red")}]{predicted} {Name(predicted)}[/]");
         console.Write(ConsoleReport.TopClasses(p, source.ClassNames, label));
         return 0;

@@ -83,6 +83,42 @@ public static class ConsoleReport
         return canvas;
     }
 
+    /// <summary>
+    /// An image as text for terminals without 256 colours: two characters per pixel from the ramp
+    /// <c>" .:-=+*#%@"</c>, darkest (background) to brightest (ink).
+    /// </summary>
+    /// <param name="images">The images.</param>
+    /// <param name="index">Which image.</param>
+    public static Text ImageText(IdxImages images, int index)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        const string ramp = " .:-=+*#%@";
+        var pixels = images.Image(index);
+        var sb = new System.Text.StringBuilder();
+        for (int r = 0; r < images.Rows; r++)
+        {
+            for (int c = 0; c < images.Columns; c++)
+            {
+                char ch = ramp[pixels[r * images.Columns + c] * (ramp.Length - 1) / 255];
+                sb.Append(ch).Append(ch);
+            }
+            sb.Append('\n');
+        }
+        return new Text(sb.ToString());
+    }
+
+    /// <summary>The image as grey cells where the console has 256 colours or more, else as <see cref="ImageText"/>.</summary>
+    /// <param name="console">The console it is for.</param>
+    /// <param name="images">The images.</param>
+    /// <param name="index">Which image.</param>
+    public static IRenderable Image(IAnsiConsole console, IdxImages images, int index)
+    {
+        ArgumentNullException.ThrowIfNull(console);
+        return console.Profile.Capabilities.ColorSystem >= ColorSystem.EightBit
+            ? ImageCanvas(images, index)
+            : ImageText(images, index);
+    }
+
     /// <summary>The top <paramref name="k"/> classes with their probabilities, as a bar chart.</summary>
     /// <param name="probabilities">One probability per class.</param>
     /// <param name="classNames">The class names, in label order.</param>
