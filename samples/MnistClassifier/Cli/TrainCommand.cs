@@ -110,8 +110,8 @@ public static class TrainCommand
         {
             console.Progress()
                 .AutoClear(false)
-                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
-                    new RemainingTimeColumn(), new SpinnerColumn())
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn { Width = 12 }, new PercentageColumn(),
+                    new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     for (int epoch = 1; epoch <= o.Epochs; epoch++)
@@ -123,7 +123,7 @@ public static class TrainCommand
                             task.Description = Describe(p, o.Epochs);
                         });
                         task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                            $"epoch {epoch}/{o.Epochs}  loss {m.TrainLoss:F3}  acc {m.TrainAccuracy:P1}  test {m.TestAccuracy:P1}  {m.ImagesPerSecond:F0} img/s  {m.TrainSeconds:F1} s"));
+                            $"epoch {epoch}/{o.Epochs} loss {m.TrainLoss:F3} acc {m.TrainAccuracy * 100:F1}% test {m.TestAccuracy * 100:F1}% {m.TrainSeconds:F0}s"));
                         task.StopTask();
                         AfterEpoch(m, test);
                     }
@@ -153,7 +153,7 @@ public static class TrainCommand
     }
 
     private static string Describe(BatchProgress p, int epochs) => Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-        $"epoch {p.Epoch}/{epochs}  loss {p.Loss:F3}  acc {p.Accuracy:P1}  {p.ImagesPerSecond:F0} img/s  {p.TokensPerSecond / 1000:F1}k tok/s"));
+        $"epoch {p.Epoch}/{epochs} loss {p.Loss:F3} acc {p.Accuracy * 100:F1}% {p.ImagesPerSecond:F0} img/s {p.TokensPerSecond / 1000:F0}k tok/s"));
 
     private static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 }

@@ -107,14 +107,15 @@ public static class ConsoleReport
         return new Text(sb.ToString());
     }
 
-    /// <summary>The image as grey cells where the console has 256 colours or more, else as <see cref="ImageText"/>.</summary>
+    /// <summary>The image as grey cells where the console writes ANSI with 256 colours or more, else as <see cref="ImageText"/>.</summary>
     /// <param name="console">The console it is for.</param>
     /// <param name="images">The images.</param>
     /// <param name="index">Which image.</param>
     public static IRenderable Image(IAnsiConsole console, IdxImages images, int index)
     {
         ArgumentNullException.ThrowIfNull(console);
-        return console.Profile.Capabilities.ColorSystem >= ColorSystem.EightBit
+        var caps = console.Profile.Capabilities;
+        return caps.Ansi && caps.ColorSystem >= ColorSystem.EightBit
             ? ImageCanvas(images, index)
             : ImageText(images, index);
     }
