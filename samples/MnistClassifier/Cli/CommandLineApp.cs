@@ -120,9 +120,24 @@ public static class CommandLineApp
         }
         catch (Exception e) when (e is DataFileException or CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)
         {
-            console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            console.MarkupLineInterpolated($"[red]error:[/] {OneLine(e)}");
             return 1;
         }
+    }
+
+    /// <summary>An exception's message as one line, without .NET's "(Parameter 'x')" and "Actual value was" suffixes.</summary>
+    /// <param name="e">The exception.</param>
+    public static string OneLine(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        var message = e.Message;
+        if (e is ArgumentException { ParamName: not null } a)
+        {
+            int cut = message.IndexOf($" (Parameter '{a.ParamName}')", StringComparison.Ordinal);
+            if (cut >= 0) message = message[..cut];
+        }
+        int newline = message.IndexOfAny(new[] { '\r', '\n' });
+        return newline < 0 ? message : message[..newline];
     }
 
     private static Option<T> Positive<T>(Option<T> option)

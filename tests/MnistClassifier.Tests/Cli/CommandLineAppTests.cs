@@ -51,6 +51,9 @@ public class CommandLineAppTests
         Run("--layout", "columns").Code.Should().NotBe(0);
         Run("--epochs", "0").Code.Should().NotBe(0);
         Run("--device", "tpu").Code.Should().NotBe(0);
+        var (code, output) = Run("--lr", "-1");
+        code.Should().Be(1);
+        output.Trim().Should().Be("error: Expected a positive learning rate; got -1.");
     }
 
     [Fact]
