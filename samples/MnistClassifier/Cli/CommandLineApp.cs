@@ -1,0 +1,152 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using MnistClassifier.Data;
+using MnistClassifier.Models;
+using MnistClassifier.Training;
+using Spectre.Console;
+
+namespace MnistClassifier.Cli;
+
+/// <summary>The command line (System.CommandLine): the training run as the root command, plus <c>predict</c>.</summary>
+public static class CommandLineApp
+{
+    /// <summary>Parses <paramref name="args"/> and runs the command; returns the exit code.</summary>
+    /// <param name="args">The arguments.</param>
+    /// <param name="console">Where to write (null: the terminal).</param>
+    public static int Run(string[] args, IAnsiConsole? console = null)
+    {
+        console ??= AnsiConsole.Console;
+        return Build(console).Parse(args).Invoke();
+    }
+
+    /// <summary>Builds the root command.</summary>
+    /// <param name="console">Where the commands write.</param>
+    public static RootCommand Build(IAnsiConsole console)
+    {
+        var defaults = new TrainingOptions();
+        var model = new Option<string>("--model", "-m")
+        {
+            Description = "The sequence model: " + string.Join("; ", ModelCatalog.All.Select(e => $"{e.Name} ({e.Description})")),
+            DefaultValueFactory = _ => ModelCatalog.DefaultName,
+        };
+        model.AcceptOnlyFromAmong(ModelCatalog.Names.ToArray());
+        var layout = new Option<string>("--layout")
+        {
+            Description = "How an image becomes a sequence: rows (28 steps x 28), pixels (784 x 1), permuted (784 x 1, fixed permutation)",
+            DefaultValueFactory = _ => "rows",
+        };
+        layout.AcceptOnlyFromAmong("rows", "pixels", "permuted");
+        var data = new Option<string?>("--data") { Description = "Directory with the four IDX files (raw or .gz); default: Debian's Fashion-MNIST if installed, else the embedded subset" };
+        var epochs = Positive(new Option<int?>("--epochs") { Description = "Passes over the training set (default: enough for about 120,000 images: 20 on the embedded subset, 2 on full Fashion-MNIST)" });
+        var batch = Positive(new Option<int>("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => defaults.BatchSize });
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate of AdamW (warm-up, then cosine decay)", DefaultValueFactory = _ => defaults.LearningRate };
+        var wd = new Option<double>("--weight-decay") { Description = "AdamW's weight decay", DefaultValueFactory = _ => defaults.WeightDecay };
+        var clip = new Option<double>("--clip") { Description = "Gradient-norm clip (0: none)", DefaultValueFactory = _ => defaults.ClipNorm };
+        var hidden = Positive(new Option<int>("--hidden") { Description = "Hidden size", DefaultValueFactory = _ => 64 });
+        var blocks = Positive(new Option<int>("--blocks") { Description = "Number of blocks", DefaultValueFactory = _ => 2 });
+        var dropout = new Option<double>("--dropout") { Description = "Dropout probability in the blocks (train mode only)", DefaultValueFactory = _ => 0.1 };
+        var seed = new Option<long>("--seed") { Description = "Seed of the initialization and the shuffling", DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "auto, cpu or cuda (falls back to the CPU with a message when CUDA is absent)", DefaultValueFactory = _ => "auto" };
+        device.AcceptOnlyFromAmong(DeviceChoice.Values);
+        var threads = Positive(new Option<int>("--threads")
+        {
+            Description = "CPU threads for TorchSharp (default 1: these models are small, and on 2 shared cores 2 threads ran several times slower; try 2 on an idle machine)",
+            DefaultValueFactory = _ => 1,
+        });
+        var save = new Option<string?>("--save") { Description = "Save the trained model to PATH (TorchSharp weights + PATH.json with the model options)" };
+        var load = new Option<string?>("--load") { Description = "Start from the checkpoint at PATH (its model options rebuild the network)" };
+        var evalOnly = new Option<bool>("--eval-only") { Description = "Only evaluate the --load checkpoint on the test set" };
+        var metrics = new Option<string?>("--metrics") { Description = "Write per-epoch metrics to PATH (.csv or .json)" };
+        var plot = new Option<string?>("--plot") { Description = "Draw loss and accuracy curves to PATH (.png)" };
+        var limit = Positive(new Option<int?>("--limit") { Description = "Use only the first N training images" });
+
+        var root = new RootCommand("Trains and evaluates a Discretax sequence classifier on MNIST-style images read as sequences.")
+        {
+            model, layout, data, epochs, batch, lr, wd, clip, hidden, blocks, dropout, seed, device, threads, save, load, evalOnly, metrics, plot, limit,
+        };
+        root.SetAction(pr => Guard(console, () =>
+        {
+            var given = new Dictionary<string, string>();
+            void Given<T>(Option<T> o, string name)
+            {
+                var r = pr.GetResult(o);
+                if (r is not null && !r.Implicit) given[name] = Convert.ToString(pr.GetValue(o), CultureInfo.InvariantCulture) ?? "";
+            }
+            Given(model, "--model");
+            Given(layout, "--layout");
+            Given(hidden, "--hidden");
+            Given(blocks, "--blocks");
+            var settings = new RunSettings(
+                pr.GetValue(model)!, Enum.Parse<SequenceLayout>(pr.GetValue(layout)!, ignoreCase: true), pr.GetValue(data),
+                new TrainingOptions(pr.GetValue(epochs) ?? 1, pr.GetValue(batch), pr.GetValue(lr), pr.GetValue(wd), pr.GetValue(clip),
+                    defaults.WarmupFraction, pr.GetValue(seed)),
+                pr.GetValue(hidden), pr.GetValue(blocks), pr.GetValue(dropout), pr.GetValue(device)!, pr.GetValue(threads),
+                pr.GetValue(save), pr.GetValue(load), pr.GetValue(evalOnly), pr.GetValue(metrics), pr.GetValue(plot), pr.GetValue(limit), given, AutoEpochs: pr.GetValue(epochs) is null);
+            settings.Training.Validate();
+            return TrainCommand.Execute(settings, console);
+        }));
+
+        var predictLoad = new Option<string>("--load") { Description = "The checkpoint (saved with --save PATH)", Required = true };
+        var image = new Option<int>("--image") { Description = "Index of the test image", DefaultValueFactory = _ => 0 };
+        var predictData = new Option<string?>("--data") { Description = "Directory with the four IDX files (default as for training)" };
+        var predict = new Command("predict", "Shows one test image in the terminal with the model's top-3 classes.") { predictLoad, image, predictData };
+        predict.SetAction(pr => Guard(console, () => PredictCommand.Execute(pr.GetValue(predictLoad)!, pr.GetValue(image), pr.GetValue(predictData), console)));
+        root.Subcommands.Add(predict);
+
+        var from = new Option<string>("--from") { Description = "Directory with the full data set", DefaultValueFactory = _ => DataSource.DebianDirectory };
+        var to = new Option<string>("--out") { Description = "Output directory", Required = true };
+        var trainCount = new Option<int>("--train") { DefaultValueFactory = _ => 6000 };
+        var testCount = new Option<int>("--test") { DefaultValueFactory = _ => 1000 };
+        var subsetSeed = new Option<ulong>("--seed") { DefaultValueFactory = _ => MakeSubsetCommand.DefaultSeed };
+        var makeSubset = new Command("make-subset", "Draws the class-balanced embedded subset (maintainers only).") { from, to, trainCount, testCount, subsetSeed };
+        makeSubset.Hidden = true;
+        makeSubset.SetAction(pr => Guard(console, () => MakeSubsetCommand.Execute(pr.GetValue(from)!, pr.GetValue(to)!, pr.GetValue(trainCount),
+            pr.GetValue(testCount), pr.GetValue(subsetSeed), console)));
+        root.Subcommands.Add(makeSubset);
+        return root;
+    }
+
+    /// <summary>Runs <paramref name="action"/>, turning the errors a user can cause into one line on the console and exit code 1.</summary>
+    /// <param name="console">Where to write the error.</param>
+    /// <param name="action">The command.</param>
+    public static int Guard(IAnsiConsole console, Func<int> action)
+    {
+        ArgumentNullException.ThrowIfNull(console);
+        ArgumentNullException.ThrowIfNull(action);
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is DataFileException or CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)
+        {
+            console.MarkupLineInterpolated($"[red]error:[/] {OneLine(e)}");
+            return 1;
+        }
+    }
+
+    /// <summary>An exception's message as one line, without .NET's "(Parameter 'x')" and "Actual value was" suffixes.</summary>
+    /// <param name="e">The exception.</param>
+    public static string OneLine(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        var message = e.Message;
+        if (e is ArgumentException { ParamName: not null } a)
+        {
+            int cut = message.IndexOf($" (Parameter '{a.ParamName}')", StringComparison.Ordinal);
+            if (cut >= 0) message = message[..cut];
+        }
+        int newline = message.IndexOfAny(new[] { '\r', '\n' });
+        return newline < 0 ? message : message[..newline];
+    }
+
+    private static Option<T> Positive<T>(Option<T> option)
+    {
+        option.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<T>();
+            if (v is int i && i < 1) r.AddError($"{option.Name} must be at least 1; got {i}.");
+        });
+        return option;
+    }
+}
