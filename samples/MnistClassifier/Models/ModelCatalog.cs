@@ -21,6 +21,14 @@ public static class ModelCatalog
     /// <summary>Every registered model, the default first.</summary>
     public static readonly IReadOnlyList<ModelEntry> All = new ModelEntry[]
     {
+        new("lru", "LRU: diagonal complex recurrence (Orvieto et al. 2023), compiled parallel scan",
+            (h, b, d) => new LRU(h, b, dropRate: d)),
+        new("deltanet", "DeltaNet: linear attention with the delta rule (Yang et al. 2024), chunked kernel",
+            (h, b, d) => new DeltaNet(h, b, dropRate: d)),
+        new("s4d", "S4D: diagonal state-space model (Gu et al. 2022), FFT convolution",
+            (h, b, d) => new S4D(h, b, dropRate: d)),
+        new("s5", "S5: HiPPO-initialized diagonal MIMO state-space model (Smith et al. 2023), parallel scan",
+            (h, b, d) => new S5(h, b, dropRate: d)),
         new("conv-baseline",
             "baseline, not a state-space model: blocks of a short causal convolution (kernel 4) and a GLU",
             (h, b, d) => new SequenceModel(h, Enumerable.Range(0, b).Select(_ =>
