@@ -352,7 +352,15 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
                 w.normal_(0.0, std);
                 break;
             case MLSTMInitDistribution.TruncatedNormal:
-                nn.init.trunc_normal_(w, 0.0, std, -2 * std, 2 * std);
+                // N(0, std^2) restricted to [-2 std, 2 std]: redraw the values outside until none is left.
+                w.normal_(0.0, std);
+                while (true)
+                {
+                    using var outside = w.abs() > 2 * std;
+                    if (!outside.any().item<bool>()) break;
+                    using var fresh = empty_like(w).normal_(0.0, std);
+                    w.copy_(where(outside, fresh, w));
+                }
                 break;
             default:
                 double bound = Math.Sqrt(3.0) * std;
