@@ -7,6 +7,8 @@ namespace Discretax.Benchmarks;
 /// <summary>
 /// Training throughput of <c>MLSTM(hiddenDim: 128, numBlocks: 4)</c> (default options: 4 heads, projFactor 2, chunk 64):
 /// one forward+backward of a float32 batch B = 16, L = 1024 in train mode. Tokens per second = B * L / mean time.
+/// On a loaded 2-core CPU one pass takes tens of seconds, and the in-process toolchain stops a benchmark that runs
+/// longer than its 5-minute budget; there, run it with <c>--fast</c> (one measured pass) or read the per-iteration lines.
 /// </summary>
 public class MLSTMModelBenchmark
 {
