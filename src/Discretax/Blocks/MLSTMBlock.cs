@@ -1,0 +1,112 @@
+using Discretax.ChannelMixers;
+using Discretax.Layers;
+using Discretax.Streaming;
+using Discretax.Utilities;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.Blocks;
+
+/// <summary>
+/// The xLSTM block (xlstm-jax / NX-AI xlstm <c>xLSTMBlock</c>): a sequence mixer (usually a
+/// <see cref="SequenceMixers.MLSTMSequenceMixer"/>, which has its own up- and down-projections) in a residual
+/// branch, and optionally a channel mixer in a second residual branch.
+/// <code>
+/// prenorm:   x = x + xlstm(xlstm_norm(x));           if ffn: x = x + dropout(ffn(ffn_norm(x)))
+/// postnorm:  x = xlstm_norm(x + xlstm(x));           if ffn: x = ffn_norm(x + dropout(ffn(x)))
+/// </code>
+/// Unlike <see cref="StandardBlock"/> there is no activation and no dropout around the sequence mixer (the mLSTM
+/// layer applies its own output dropout). The default norm is xLSTM's: layer norm with a gain and no bias, eps 1e-5.
+/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the mixer's state (child 0).
+/// </summary>
+public sealed class MLSTMBlock : SequenceModule
+{
+    /// <summary>The norm of the sequence-mixer branch.</summary>
+    public nn.Module<Tensor, Tensor> xlstm_norm;
+
+    /// <summary>The sequence mixer (the xLSTM layer).</summary>
+    public SequenceModule xlstm;
+
+    /// <summary>The norm of the channel-mixer branch (present with a channel mixer).</summary>
+    public nn.Module<Tensor, Tensor>? ffn_norm;
+
+    /// <summary>The channel mixer, or null for none (the xLSTM default).</summary>
+    public ChannelMixer? ffn;
+
+    /// <summary>The dropout on the channel mixer's output.</summary>
+    public Dropout drop;
+
+    /// <summary>Creates the block.</summary>
+    /// <param name="inFeatures">The feature size H.</param>
+    /// <param name="xlstm">The sequence mixer <c>[B, L, H] -> [B, L, H]</c>.</param>
+    /// <param name="ffn">An optional channel mixer <c>H -> H</c> (e.g. <see cref="GLU"/>).</param>
+    /// <param name="dropRate">Dropout probability on the channel mixer's output, in [0, 1).</param>
+    /// <param name="prenorm">Normalize the input of each branch (true) or the sum after it (false).</param>
+    /// <param name="norm">The norm kind: <see cref="NormKind.Layer"/> (default, gain only, as xLSTM),
+    /// <see cref="NormKind.Rms"/> or <see cref="NormKind.Batch"/>.</param>
+    public MLSTMBlock(long inFeatures, SequenceModule xlstm, ChannelMixer? ffn = null, double dropRate = 0.0,
+        bool prenorm = true, NormKind norm = NormKind.Layer)
+        : base(nameof(MLSTMBlock), inFeatures)
+    {
+        ArgumentNullException.ThrowIfNull(xlstm);
+        if (xlstm.InFeatures != inFeatures)
+            throw new ArgumentException($"The sequence mixer takes {xlstm.InFeatures} features; the block has {inFeatures}.", nameof(xlstm));
+        if (ffn is not null && (ffn.InFeatures != inFeatures || ffn.OutFeatures != inFeatures))
+            throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {ffn.InFeatures} -> {ffn.OutFeatures}.", nameof(ffn));
+        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
+        if (!Enum.IsDefined(norm)) throw new ArgumentOutOfRangeException(nameof(norm), norm, "Unknown norm kind.");
+        Prenorm = prenorm;
+        Norm = norm;
+        xlstm_norm = MakeNorm(inFeatures, norm);
+        this.xlstm = xlstm;
+        if (ffn is not null)
+        {
+            ffn_norm = MakeNorm(inFeatures, norm);
+            this.ffn = ffn;
+        }
+        drop = nn.Dropout(dropRate);
+        RegisterComponents();
+    }
+
+    /// <summary>Whether each branch normalizes its input (else the sum is normalized).</summary>
+    public bool Prenorm { get; }
+
+    /// <summary>The norm kind.</summary>
+    public NormKind Norm { get; }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardBatched(Tensor x)
+    {
+        var h = Prenorm ? x + xlstm.forward(ApplyNorm(xlstm_norm, x)) : ApplyNorm(xlstm_norm, x + xlstm.forward(x));
+        return FeedForward(h);
+    }
+
+    /// <inheritdoc />
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    {
+        if (state is not null && state.Children.Count != 1)
+            throw new ArgumentException($"Expected a block state with one child (the mixer's state); got {state.Children.Count}.", nameof(state));
+        var (mixed, mixerState) = xlstm.Stream(Prenorm ? ApplyNorm(xlstm_norm, x) : x, state?.Children[0]);
+        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed);
+        return (FeedForward(h), new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { mixerState }));
+    }
+
+    private Tensor FeedForward(Tensor h)
+    {
+        if (ffn is null) return h;
+        return Prenorm
+            ? h + drop.forward(ffn.forward(ApplyNorm(ffn_norm!, h)))
+            : ApplyNorm(ffn_norm!, h + drop.forward(ffn.forward(h)));
+    }
+
+    private static nn.Module<Tensor, Tensor> MakeNorm(long features, NormKind norm) => norm switch
+    {
+        NormKind.Layer => nn.LayerNorm(features, eps: 1e-5, elementwise_affine: true, bias: false),
+        NormKind.Rms => new RMSNorm(features),
+        _ => nn.BatchNorm1d(features, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
+    };
+
+    private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x) =>
+        Norm == NormKind.Batch ? n.forward(x.transpose(1, 2)).transpose(1, 2) : n.forward(x);
+}

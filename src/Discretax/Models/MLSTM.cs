@@ -1,0 +1,94 @@
+using Discretax.Blocks;
+using Discretax.ChannelMixers;
+using Discretax.SequenceMixers;
+using Discretax.Streaming;
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Models;
+
+/// <summary>
+/// The mLSTM model: a stack of xLSTM blocks (<see cref="MLSTMBlock"/>) around the mLSTM layer
+/// (<see cref="MLSTMSequenceMixer"/>), as xlstm-jax's / NX-AI xlstm's <c>xLSTMBlockStack</c> of mLSTM blocks
+/// (Beck et al. 2024, https://arxiv.org/abs/2405.04517):
+/// <code>
+/// for each block: x = x + mLSTMLayer(LayerNorm(x))         (prenorm; optional GLU branch x = x + dropout(GLU(LayerNorm(x))))
+/// x = post_blocks_norm(x)                                  (prenorm with addPostBlocksNorm, as xLSTM)
+/// </code>
+/// Shapes: <c>[B, L, hiddenDim] -> [B, L, hiddenDim]</c> (or unbatched). The layer has its own up- and
+/// down-projections, so by default there is no channel mixer. Streaming carries one state per block.
+/// <c>state_dict</c>: <c>blocks.{i}.xlstm_norm</c>, <c>blocks.{i}.xlstm.*</c> (the layer's names), <c>blocks.{i}.ffn_norm</c>,
+/// <c>blocks.{i}.ffn.*</c> and <c>post_blocks_norm.weight</c>.
+/// </summary>
+public sealed class MLSTM : SequenceModel
+{
+    /// <summary>The layer norm after the last block (null without it).</summary>
+    public nn.Module<Tensor, Tensor>? post_blocks_norm;
+
+    /// <summary>Creates the model.</summary>
+    /// <param name="hiddenDim">The feature size H of every block.</param>
+    /// <param name="numBlocks">The number of blocks (at least 1).</param>
+    /// <param name="numHeads">The mLSTM heads per layer.</param>
+    /// <param name="projFactor">The layer's up-projection factor.</param>
+    /// <param name="chunkSize">The kernel's chunk length.</param>
+    /// <param name="dropRate">Dropout on each layer's output (the layer's <c>dropout</c>) and on the channel mixer's output.</param>
+    /// <param name="prenorm">Pre-norm residual blocks (true, as xLSTM) or post-norm.</param>
+    /// <param name="useGlu">Add a <see cref="GLU"/> channel mixer branch to every block.</param>
+    /// <param name="norm">The block norm (default: layer norm with gain only, as xLSTM).</param>
+    /// <param name="addPostBlocksNorm">With prenorm, a layer norm (gain only) after the last block, as xLSTM's
+    /// <c>add_post_blocks_norm</c> (default true); ignored with post-norm.</param>
+    /// <param name="conv1dKernelSize">The layer's convolution kernel size.</param>
+    /// <param name="qkvProjBlocksize">The layer's head-wise projection block size.</param>
+    /// <param name="layerType">The layer type.</param>
+    /// <param name="normType">The layer's multi-head norm.</param>
+    /// <param name="gateInput">The layer's gate input.</param>
+    /// <param name="gateSoftCap">The layer's gate soft cap (null for none).</param>
+    public MLSTM(long hiddenDim, int numBlocks = 4, int numHeads = 4, double projFactor = 2.0, int chunkSize = 64,
+        double dropRate = 0.1, bool prenorm = true, bool useGlu = false, NormKind norm = NormKind.Layer,
+        bool addPostBlocksNorm = true, int conv1dKernelSize = 4, int qkvProjBlocksize = 4,
+        MLSTMLayerType layerType = MLSTMLayerType.MLSTM, MLSTMNormType normType = MLSTMNormType.LayerNorm,
+        MLSTMGateInput gateInput = MLSTMGateInput.Qkv, double? gateSoftCap = null)
+        : base(nameof(MLSTM), hiddenDim, Build(hiddenDim, numBlocks, numHeads, projFactor, chunkSize, dropRate, prenorm,
+            useGlu, norm, conv1dKernelSize, qkvProjBlocksize, layerType, normType, gateInput, gateSoftCap))
+    {
+        if (prenorm && addPostBlocksNorm)
+        {
+            post_blocks_norm = nn.LayerNorm(hiddenDim, eps: 1e-5, elementwise_affine: true, bias: false);
+            register_module(nameof(post_blocks_norm), post_blocks_norm);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardBatched(Tensor x)
+    {
+        var h = base.ForwardBatched(x);
+        return post_blocks_norm is null ? h : post_blocks_norm.forward(h);
+    }
+
+    /// <inheritdoc />
+    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    {
+        var (h, next) = base.StreamBatched(x, state);
+        return (post_blocks_norm is null ? h : post_blocks_norm.forward(h), next);
+    }
+
+    private static IEnumerable<SequenceModule> Build(long hiddenDim, int numBlocks, int numHeads, double projFactor,
+        int chunkSize, double dropRate, bool prenorm, bool useGlu, NormKind norm, int conv1dKernelSize, int qkvProjBlocksize,
+        MLSTMLayerType layerType, MLSTMNormType normType, MLSTMGateInput gateInput, double? gateSoftCap)
+    {
+        Check.AtLeast(hiddenDim, 1);
+        Check.AtLeast(numBlocks, 1);
+        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
+        var blocks = new List<SequenceModule>(numBlocks);
+        for (int i = 0; i < numBlocks; i++)
+        {
+            var layer = new MLSTMSequenceMixer(hiddenDim, numHeads: numHeads, projFactor: projFactor,
+                conv1dKernelSize: conv1dKernelSize, qkvProjBlocksize: qkvProjBlocksize, dropout: dropRate,
+                normType: normType, layerType: layerType, gateInput: gateInput, gateSoftCap: gateSoftCap,
+                chunkSize: chunkSize, numBlocks: numBlocks);
+            blocks.Add(new MLSTMBlock(hiddenDim, layer, useGlu ? new GLU(hiddenDim) : null, dropRate, prenorm, norm));
+        }
+        return blocks;
+    }
+}

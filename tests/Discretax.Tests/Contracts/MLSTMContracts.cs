@@ -1,0 +1,23 @@
+using Discretax.Blocks;
+using Discretax.ChannelMixers;
+using Discretax.Models;
+using Discretax.SequenceMixers;
+
+namespace Discretax.Tests.Contracts;
+
+public sealed class MLSTMSequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h, chunkSize: 4));
+
+public sealed class MLSTMSequenceMixerOptionsContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h, numHeads: 2,
+    conv1dKernelSize: 3, bias: true, qkDimFactor: 0.5, vDimFactor: 2.0, normType: MLSTMNormType.RMSNorm,
+    gateInput: MLSTMGateInput.XMlstmConvAct, gateSoftCap: 15.0, initDistribution: MLSTMInitDistribution.TruncatedNormal,
+    outputInitFn: MLSTMOutputInit.Small, chunkSize: 3));
+
+public sealed class MLSTMV1SequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h,
+    layerType: MLSTMLayerType.MLSTMV1, gateInput: MLSTMGateInput.XMlstm, chunkSize: 4));
+
+public sealed class MLSTMBlockWithGLUContract() : SequenceModuleContract(8, h => new MLSTMBlock(h, new MLSTMSequenceMixer(h, chunkSize: 4), new GLU(h)));
+
+public sealed class MLSTMModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 4));
+
+public sealed class MLSTMPostnormGluModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 5,
+    prenorm: false, useGlu: true, norm: NormKind.Rms));
