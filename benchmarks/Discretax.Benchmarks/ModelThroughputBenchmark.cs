@@ -22,6 +22,7 @@ public class ModelThroughputBenchmark
         ["DeltaNet"] = () => new DeltaNet(Hidden, Blocks),
         ["S5"] = () => new S5(Hidden, Blocks),
         ["S4D"] = () => new S4D(Hidden, Blocks),
+        ["MLSTM"] = () => new MLSTM(Hidden, Blocks),
     };
 
     private SequenceModule _model = null!;
