@@ -243,46 +243,20 @@ public static class DeltaRule
     private static (long B, long NH, long L, long Dk, long Dv) Validate(
         Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? initialState)
     {
-        Check.Rank(q, 4, "[B, NH, L, Dk]");
-        Check.Rank(k, 4, "[B, NH, L, Dk]");
-        Check.Rank(v, 4, "[B, NH, L, Dv]");
+        var (b, nh, l, dk, dv) = Check.QueryKeyValue(q, k, v);
         Check.Rank(beta, 3, "[B, NH, L]");
-        Check.RealFloating(q);
-        Check.RealFloating(k);
-        Check.RealFloating(v);
         Check.RealFloating(beta);
-        long b = q.shape[0], nh = q.shape[1], l = q.shape[2], dk = q.shape[3], dv = v.shape[3];
-        if (b < 1 || nh < 1 || l < 1 || dk < 1)
-            throw new ArgumentException($"Expected q [B, NH, L, Dk] with every size at least 1; got shape {Check.Shape(q)}.", nameof(q));
-        if (dv < 1)
-            throw new ArgumentException($"Expected v [B, NH, L, Dv] with Dv at least 1; got shape {Check.Shape(v)}.", nameof(v));
-        if (!k.shape.SequenceEqual(q.shape))
-            throw new ArgumentException($"Expected k with the shape of q {Check.Shape(q)} [B, NH, L, Dk]; got shape {Check.Shape(k)}.", nameof(k));
-        if (v.shape[0] != b || v.shape[1] != nh || v.shape[2] != l)
-            throw new ArgumentException($"Expected v [B, NH, L, Dv] = [{b}, {nh}, {l}, Dv] to match q; got shape {Check.Shape(v)}.", nameof(v));
         if (beta.shape[0] != b || beta.shape[1] != nh || beta.shape[2] != l)
             throw new ArgumentException($"Expected beta [B, NH, L] = [{b}, {nh}, {l}] to match q; got shape {Check.Shape(beta)}.", nameof(beta));
-        if (k.dtype != q.dtype)
-            throw new ArgumentException($"Expected k of the dtype of q ({q.dtype}); got {k.dtype}.", nameof(k));
-        if (v.dtype != q.dtype)
-            throw new ArgumentException($"Expected v of the dtype of q ({q.dtype}); got {v.dtype}.", nameof(v));
-        SameDevice(q, k, nameof(k));
-        SameDevice(q, v, nameof(v));
-        SameDevice(q, beta, nameof(beta));
+        Check.SameDevice(q, beta, nameof(q));
         if (initialState is not null)
         {
             Check.RealFloating(initialState);
             var expected = new[] { b, nh, dk, dv };
             if (!initialState.shape.SequenceEqual(expected))
                 throw new ArgumentException($"Expected initialState [B, NH, Dk, Dv] = {Check.Shape(expected)}; got shape {Check.Shape(initialState)}.", nameof(initialState));
-            SameDevice(q, initialState, nameof(initialState));
+            Check.SameDevice(q, initialState, nameof(q));
         }
         return (b, nh, l, dk, dv);
-    }
-
-    private static void SameDevice(Tensor q, Tensor other, string paramName)
-    {
-        if (other.device_type != q.device_type || other.device_index != q.device_index)
-            throw new ArgumentException($"Expected a tensor on the device of q ({q.device}); got one on {other.device}.", paramName);
     }
 }

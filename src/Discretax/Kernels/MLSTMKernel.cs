@@ -278,36 +278,18 @@ public static class MLSTMKernel
     private static (long B, long NH, long L, long Dk, long Dv) Validate(Tensor q, Tensor k, Tensor v,
         Tensor inputGate, Tensor forgetGate, MLSTMState? initialState, double eps)
     {
-        Check.RealFloating(q);
-        Check.RealFloating(k);
-        Check.RealFloating(v);
+        var (batch, heads, length, dk, dv) = Check.QueryKeyValue(q, k, v);
         Check.RealFloating(inputGate);
         Check.RealFloating(forgetGate);
-        Check.Rank(q, 4, "q [B, NH, L, Dk]");
-        Check.Rank(k, 4, "k [B, NH, L, Dk]");
-        Check.Rank(v, 4, "v [B, NH, L, Dv]");
-        Check.Rank(inputGate, 3, "inputGate [B, NH, L]");
-        Check.Rank(forgetGate, 3, "forgetGate [B, NH, L]");
-        long batch = q.shape[0], heads = q.shape[1], length = q.shape[2], dk = q.shape[3], dv = v.shape[3];
-        if (batch < 1 || heads < 1 || length < 1 || dk < 1)
-            throw new ArgumentException($"Expected q [B, NH, L, Dk] with every size at least 1; got shape {Check.Shape(q)}.", nameof(q));
-        if (dv < 1)
-            throw new ArgumentException($"Expected v [B, NH, L, Dv] with Dv at least 1; got shape {Check.Shape(v)}.", nameof(v));
-        if (!k.shape.SequenceEqual(q.shape))
-            throw new ArgumentException($"Expected k of q's shape {Check.Shape(q)}; got shape {Check.Shape(k)}.", nameof(k));
-        if (v.shape[0] != batch || v.shape[1] != heads || v.shape[2] != length)
-            throw new ArgumentException($"Expected v of shape [{batch}, {heads}, {length}, Dv] to match q {Check.Shape(q)}; got shape {Check.Shape(v)}.", nameof(v));
+        Check.Rank(inputGate, 3, "[B, NH, L]");
+        Check.Rank(forgetGate, 3, "[B, NH, L]");
         var gateShape = new[] { batch, heads, length };
         if (!inputGate.shape.SequenceEqual(gateShape))
             throw new ArgumentException($"Expected inputGate of shape {Check.Shape(gateShape)}; got shape {Check.Shape(inputGate)}.", nameof(inputGate));
         if (!forgetGate.shape.SequenceEqual(gateShape))
             throw new ArgumentException($"Expected forgetGate of shape {Check.Shape(gateShape)}; got shape {Check.Shape(forgetGate)}.", nameof(forgetGate));
-        if (k.dtype != q.dtype || v.dtype != q.dtype)
-            throw new ArgumentException($"Expected q, k and v of one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}.", k.dtype != q.dtype ? nameof(k) : nameof(v));
-        SameDevice(q, k, nameof(k));
-        SameDevice(q, v, nameof(v));
-        SameDevice(q, inputGate, nameof(inputGate));
-        SameDevice(q, forgetGate, nameof(forgetGate));
+        Check.SameDevice(q, inputGate, nameof(q));
+        Check.SameDevice(q, forgetGate, nameof(q));
         if (!(eps >= 0 && double.IsFinite(eps)))
             throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a finite eps of at least 0; got {eps}.");
         if (initialState is not null)
@@ -319,11 +301,5 @@ public static class MLSTMKernel
                     nameof(initialState));
         }
         return (batch, heads, length, dk, dv);
-    }
-
-    private static void SameDevice(Tensor reference, Tensor t, string paramName)
-    {
-        if (t.device_type != reference.device_type || t.device_index != reference.device_index)
-            throw new ArgumentException($"Expected a tensor on q's device {reference.device}; got {t.device}.", paramName);
     }
 }

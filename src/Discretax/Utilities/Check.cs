@@ -88,4 +88,42 @@ public static class Check
         if (x.shape[^1] != features)
             throw new ArgumentException($"Expected {features} features in the last dimension; got shape {Shape(x)}.", paramName);
     }
+
+    /// <summary>Throws unless <paramref name="t"/> is on the device of <paramref name="reference"/> (named <paramref name="referenceName"/>).</summary>
+    public static void SameDevice(Tensor reference, Tensor t, string referenceName, [CallerArgumentExpression(nameof(t))] string? paramName = null)
+    {
+        if (t.device_type != reference.device_type || t.device_index != reference.device_index)
+            throw new ArgumentException($"Expected a tensor on the device of {referenceName} ({reference.device}); got one on {t.device}.", paramName);
+    }
+
+    /// <summary>
+    /// Validates the head-major query, key and value of an attention-like kernel: <c>q, k [B, NH, L, Dk]</c> and
+    /// <c>v [B, NH, L, Dv]</c>, real floating point of one dtype, on one device, every size at least 1.
+    /// Returns the sizes. The parameters are named <c>q</c>, <c>k</c> and <c>v</c> in the errors.
+    /// </summary>
+    public static (long B, long NH, long L, long Dk, long Dv) QueryKeyValue(Tensor q, Tensor k, Tensor v)
+    {
+        RealFloating(q);
+        RealFloating(k);
+        RealFloating(v);
+        Rank(q, 4, "[B, NH, L, Dk]");
+        Rank(k, 4, "[B, NH, L, Dk]");
+        Rank(v, 4, "[B, NH, L, Dv]");
+        long b = q.shape[0], nh = q.shape[1], l = q.shape[2], dk = q.shape[3], dv = v.shape[3];
+        if (b < 1 || nh < 1 || l < 1 || dk < 1)
+            throw new ArgumentException($"Expected q [B, NH, L, Dk] with every size at least 1; got shape {Shape(q)}.", nameof(q));
+        if (dv < 1)
+            throw new ArgumentException($"Expected v [B, NH, L, Dv] with Dv at least 1; got shape {Shape(v)}.", nameof(v));
+        if (!k.shape.SequenceEqual(q.shape))
+            throw new ArgumentException($"Expected k with the shape of q {Shape(q)} [B, NH, L, Dk]; got shape {Shape(k)}.", nameof(k));
+        if (v.shape[0] != b || v.shape[1] != nh || v.shape[2] != l)
+            throw new ArgumentException($"Expected v [B, NH, L, Dv] = [{b}, {nh}, {l}, Dv] to match q; got shape {Shape(v)}.", nameof(v));
+        if (k.dtype != q.dtype)
+            throw new ArgumentException($"Expected k of the dtype of q ({q.dtype}); got {k.dtype}.", nameof(k));
+        if (v.dtype != q.dtype)
+            throw new ArgumentException($"Expected v of the dtype of q ({q.dtype}); got {v.dtype}.", nameof(v));
+        SameDevice(q, k, nameof(q));
+        SameDevice(q, v, nameof(q));
+        return (b, nh, l, dk, dv);
+    }
 }

@@ -1,0 +1,58 @@
+using Discretax.Utilities;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Discretax.Heads;
+
+/// <summary>
+/// Base of the heads: with <c>reduce</c>, the mean over time, then a linear map with bias and the head's output
+/// function: <c>[B, L, H] -> [B, outFeatures]</c> (unbatched <c>[L, H] -> [outFeatures]</c>); without it, one
+/// output per step, <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>).
+/// </summary>
+public abstract class SequenceHead : nn.Module<Tensor, Tensor>
+{
+    /// <summary>The linear map <c>inFeatures -> outFeatures</c> (with bias).</summary>
+    public Linear linear;
+
+    /// <summary>Creates the head.</summary>
+    /// <param name="name">The module name.</param>
+    /// <param name="inFeatures">The model's feature size H.</param>
+    /// <param name="outFeatures">The number of outputs (classes).</param>
+    /// <param name="reduce">Mean over time before the linear map.</param>
+    protected SequenceHead(string name, long inFeatures, long outFeatures, bool reduce) : base(name)
+    {
+        Check.AtLeast(inFeatures, 1);
+        Check.AtLeast(outFeatures, 1);
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        Reduce = reduce;
+        linear = nn.Linear(inFeatures, outFeatures, hasBias: true);
+    }
+
+    /// <summary>The model's feature size H.</summary>
+    public long InFeatures { get; }
+
+    /// <summary>The number of outputs.</summary>
+    public long OutFeatures { get; }
+
+    /// <summary>Whether the head averages over time.</summary>
+    public bool Reduce { get; }
+
+    /// <summary>Computes the outputs.</summary>
+    /// <param name="x">Model output <c>[B, L, H]</c> or <c>[L, H]</c>.</param>
+    /// <returns><c>[B, outFeatures]</c> (or <c>[outFeatures]</c>) with <c>reduce</c>, otherwise <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>).</returns>
+    public override Tensor forward(Tensor x)
+    {
+        var (batched, unbatched) = Check.Sequence(x, InFeatures);
+        using var scope = NewDisposeScope();
+        var h = Reduce ? batched.mean(new long[] { 1 }) : batched;
+        var y = Output(linear.forward(h));
+        if (unbatched) y = y.squeeze(0);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The output function applied to the linear map's result (over its last dimension).</summary>
+    /// <param name="logits">The linear map's output <c>[..., outFeatures]</c>.</param>
+    protected abstract Tensor Output(Tensor logits);
+}
