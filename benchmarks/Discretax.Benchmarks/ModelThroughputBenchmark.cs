@@ -11,6 +11,7 @@ namespace Discretax.Benchmarks;
 /// <c>B = 16, L = 1024</c>, float32, train mode. Tokens per second = 16 * 1024 / mean time.
 /// Run: <c>dotnet run -c Release --project benchmarks/Discretax.Benchmarks -- --filter '*ModelThroughput*'</c>.
 /// </summary>
+[WarmupCount(1), IterationCount(3)]
 public class ModelThroughputBenchmark
 {
     private const int Batch = 16, Length = 1024, Hidden = 128, Blocks = 4;
