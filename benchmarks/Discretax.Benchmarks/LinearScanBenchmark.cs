@@ -12,12 +12,13 @@ namespace Discretax.Benchmarks;
 /// <c>b</c>, which moves the same bytes as a perfect scan (read b, write h).
 /// Run: <c>dotnet run -c Release --project benchmarks/Discretax.Benchmarks -- --filter '*LinearScan*'</c>.
 /// </summary>
+[WarmupCount(1), IterationCount(5)]
 public class LinearScanBenchmark
 {
     private const int Batch = 8, State = 64;
     private Tensor _a = null!, _b = null!, _g = null!;
 
-    [Params(1024, 4096)]
+    [Params(1024, 4096, 16384)]
     public int L { get; set; }
 
     [GlobalSetup]
