@@ -182,59 +182,68 @@ internal static unsafe class BlockScan2x2Cpu
         int width = 2 * n;
         long rowBase = (long)bi * len * width;
         bool needM = dm is not null;
-        // Mode 0 accumulates grad M over time in a task-local buffer of 4 scalars per channel.
-        T[]? acc = needM && mode == 0 ? new T[4 * (c1 - c0)] : null;
-        for (int t = len - 1; t >= 0; t--)
+        // Mode 0 accumulates grad M over time in a task-local buffer of 4 scalars per channel (pinned, indexed from c0).
+        T[] accArray = needM && mode == 0 ? new T[4 * (c1 - c0)] : Array.Empty<T>();
+        fixed (T* accBase = accArray)
         {
-            T* gt = g + rowBase + (long)t * width;
-            T* dt = d + rowBase + (long)t * width;
-            if (t == len - 1)
+            T* acc = accBase - 4 * c0;
+            for (int t = len - 1; t >= 0; t--)
             {
-                new ReadOnlySpan<T>(gt + 2 * c0, 2 * (c1 - c0)).CopyTo(new Span<T>(dt + 2 * c0, 2 * (c1 - c0)));
-            }
-            else
-            {
-                T* mn = m + MRow(mode, bi, t + 1, len, n);
+                T* gt = g + rowBase + (long)t * width;
+                T* dt = d + rowBase + (long)t * width;
+                T* hp = !needM ? null : t > 0 ? h + rowBase + (long)(t - 1) * width : (h0 is null ? null : h0 + (long)bi * width);
+                T* mn = t == len - 1 ? null : m + MRow(mode, bi, t + 1, len, n);
                 T* dn = dt + width;
-                for (int c = c0; c < c1; c++)
+                T* dmt = needM && mode != 0 ? dm + ((long)bi * len + t) * n * 4 : null;
+                if (mn is null)
                 {
-                    T* mc = mn + 4 * c;
-                    T d1 = dn[2 * c], d2 = dn[2 * c + 1];
-                    dt[2 * c] = mc[0] * d1 + mc[2] * d2 + gt[2 * c];
-                    dt[2 * c + 1] = mc[1] * d1 + mc[3] * d2 + gt[2 * c + 1];
+                    new ReadOnlySpan<T>(gt + 2 * c0, 2 * (c1 - c0)).CopyTo(new Span<T>(dt + 2 * c0, 2 * (c1 - c0)));
+                }
+                else
+                {
+                    for (int c = c0; c < c1; c++)
+                    {
+                        T* mc = mn + 4 * c;
+                        T e1 = dn[2 * c], e2 = dn[2 * c + 1];
+                        dt[2 * c] = mc[0] * e1 + mc[2] * e2 + gt[2 * c];
+                        dt[2 * c + 1] = mc[1] * e1 + mc[3] * e2 + gt[2 * c + 1];
+                    }
+                }
+                if (!needM) continue;
+                // grad M_t = d_t h_{t-1}^T over the row just written (an L1 hit).
+                if (hp is null)
+                {
+                    if (dmt is not null) new Span<T>(dmt + 4 * c0, 4 * (c1 - c0)).Clear();
+                    continue;
+                }
+                if (dmt is null)
+                {
+                    for (int c = c0; c < c1; c++)
+                    {
+                        T d1 = dt[2 * c], d2 = dt[2 * c + 1], z = hp[2 * c], y = hp[2 * c + 1];
+                        T* a = acc + 4 * c;
+                        a[0] += d1 * z;
+                        a[1] += d1 * y;
+                        a[2] += d2 * z;
+                        a[3] += d2 * y;
+                    }
+                }
+                else
+                {
+                    for (int c = c0; c < c1; c++)
+                    {
+                        T d1 = dt[2 * c], d2 = dt[2 * c + 1], z = hp[2 * c], y = hp[2 * c + 1];
+                        T* a = dmt + 4 * c;
+                        a[0] = d1 * z;
+                        a[1] = d1 * y;
+                        a[2] = d2 * z;
+                        a[3] = d2 * y;
+                    }
                 }
             }
-            if (!needM) continue;
-            T* hp = t > 0 ? h + rowBase + (long)(t - 1) * width : (h0 is null ? null : h0 + (long)bi * width);
-            if (mode == 0)
-            {
-                if (hp is null) continue;
-                for (int c = c0; c < c1; c++)
-                {
-                    int k = 4 * (c - c0);
-                    T d1 = dt[2 * c], d2 = dt[2 * c + 1], z = hp[2 * c], y = hp[2 * c + 1];
-                    acc![k] += d1 * z;
-                    acc[k + 1] += d1 * y;
-                    acc[k + 2] += d2 * z;
-                    acc[k + 3] += d2 * y;
-                }
-            }
-            else
-            {
-                T* dmt = dm + ((long)bi * len + t) * n * 4;
-                for (int c = c0; c < c1; c++)
-                {
-                    T d1 = dt[2 * c], d2 = dt[2 * c + 1];
-                    T z = hp is null ? T.Zero : hp[2 * c], y = hp is null ? T.Zero : hp[2 * c + 1];
-                    dmt[4 * c] = d1 * z;
-                    dmt[4 * c + 1] = d1 * y;
-                    dmt[4 * c + 2] = d2 * z;
-                    dmt[4 * c + 3] = d2 * y;
-                }
-            }
+            if (needM && mode == 0)
+                new ReadOnlySpan<T>(accBase, 4 * (c1 - c0)).CopyTo(new Span<T>(dm + (long)bi * n * 4 + 4 * c0, 4 * (c1 - c0)));
         }
-        if (acc is not null)
-            new ReadOnlySpan<T>(acc).CopyTo(new Span<T>(dm + (long)bi * n * 4 + 4 * c0, 4 * (c1 - c0)));
         if (dh0 is not null)
         {
             T* m1 = m + MRow(mode, bi, 0, len, n);
