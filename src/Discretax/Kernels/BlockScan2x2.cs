@@ -1,0 +1,282 @@
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Kernels;
+
+/// <summary>
+/// The 2x2-block linear recurrence (the scan behind LinOSS, Rusch and Rus 2025, https://arxiv.org/abs/2410.03943):
+/// <c>h_t = M_t h_{t-1} + F_t</c> with <c>h_t</c> in R^2 per channel and a 2x2 real matrix <c>M_t</c> per channel,
+/// for <c>t = 1..L</c> from <c>h_0</c> (zeros by default), returning every state <c>h_1..h_L</c>.
+/// </summary>
+/// <remarks>
+/// <para>Shapes: <c>F: [B, L, N, 2]</c>; <c>M: [N, 2, 2]</c> (time-invariant, as LinOSS needs), <c>[L, N, 2, 2]</c> or
+/// <c>[B, L, N, 2, 2]</c> (time-varying), row-major (<c>M[..., i, j]</c> multiplies component <c>j</c> into component
+/// <c>i</c>); initial state <c>[B, N, 2]</c>; result <c>[B, L, N, 2]</c>. One dtype for all: float32, float64, or
+/// float16/bfloat16 (computed in float32 and cast back).</para>
+/// <para>Steps compose with the associative operator <c>(M1, F1) . (M2, F2) = (M2 M1, M2 F1 + F2)</c> (apply step 1,
+/// then step 2), the 2x2 analogue of the diagonal scan (Blelloch 1990; Smith et al. 2023,
+/// https://arxiv.org/abs/2208.04933).</para>
+/// <para>Gradients (all real): with <c>g_t = dLoss/dh_t</c>, the adjoint <c>d_L = g_L</c>,
+/// <c>d_t = g_t + M_{t+1}^T d_{t+1}</c>; grad <c>F_t = d_t</c>; grad <c>M_t = d_t h_{t-1}^T</c> (summed over the
+/// dimensions <c>M</c> was broadcast over: batch and time for <c>[N, 2, 2]</c>); grad <c>h_0 = M_1^T d_1</c>.</para>
+/// <para>Three forms of one math:</para>
+/// <list type="bullet">
+/// <item><see cref="Sequential"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
+/// <item><see cref="ParallelForm"/>: chunked parallel-in-time tensor form (doubling scan of the pairs inside chunks,
+/// doubling scan across chunk totals, one broadcast product), only products and sums; O(log L) depth.</item>
+/// <item>The CPU kernel behind <see cref="Scan"/>: compiled C# over the tensors' memory, parallel over the <c>B x N</c>
+/// channels, with a custom autograd function whose backward is the reverse scan above, also in C#.</item>
+/// </list>
+/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="ParallelForm"/> on every other device
+/// (DESIGN.md §7). See docs/models/linoss.md.</para>
+/// </remarks>
+public static class BlockScan2x2
+{
+    /// <summary>Default chunk length of <see cref="ParallelForm"/>.</summary>
+    public const int DefaultChunkSize = 64;
+
+    /// <summary>
+    /// Every state of <c>h_t = M_t h_{t-1} + F_t</c>: the compiled CPU kernel (with its reverse-scan backward) for CPU
+    /// tensors, <see cref="ParallelForm"/> on other devices.
+    /// </summary>
+    /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    public static Tensor Scan(Tensor m, Tensor f, Tensor? initialState = null)
+    {
+        Validate(m, f, initialState);
+        using var scope = NewDisposeScope();
+        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
+        Tensor h;
+        if (fc.device_type == DeviceType.CPU)
+        {
+            mc = mc.resolve_neg().contiguous();
+            fc = fc.resolve_neg().contiguous();
+            h0 = h0?.resolve_neg().contiguous();
+            bool track = torch.is_grad_enabled() && (mc.requires_grad || fc.requires_grad || (h0?.requires_grad ?? false));
+            h = track ? BlockScan2x2Function.apply(mc, fc, h0!) : BlockScan2x2Cpu.Forward(mc, fc, h0);
+        }
+        else
+        {
+            h = ParallelCore(mc, fc, h0, DefaultChunkSize);
+        }
+        if (h.dtype != resultType) h = h.to_type(resultType);
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the reference
+    /// the other forms are tested against.
+    /// </summary>
+    /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    public static Tensor Sequential(Tensor m, Tensor f, Tensor? initialState = null)
+    {
+        Validate(m, f, initialState);
+        using var scope = NewDisposeScope();
+        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
+        var m5 = Rank5(mc); // [Bm, Lm, N, 2, 2]
+        // unbind (not per-step select): its backward is one stack, where per-step select is quadratic in L.
+        var mSteps = m5.unbind(1);
+        var fSteps = fc.unbind(1);
+        long len = fc.shape[1];
+        var states = new Tensor[len];
+        Tensor? z = h0?.select(-1, 0), y = h0?.select(-1, 1);
+        for (long t = 0; t < len; t++)
+        {
+            var mt = mSteps[mSteps.Length == 1 ? 0 : t];
+            var ft = fSteps[t];
+            Tensor f1 = ft.select(-1, 0), f2 = ft.select(-1, 1);
+            if (z is null)
+            {
+                z = f1;
+                y = f2;
+            }
+            else
+            {
+                var nz = mt.select(-2, 0).select(-1, 0) * z + mt.select(-2, 0).select(-1, 1) * y! + f1;
+                var ny = mt.select(-2, 1).select(-1, 0) * z + mt.select(-2, 1).select(-1, 1) * y! + f2;
+                z = nz;
+                y = ny;
+            }
+            states[t] = stack(new[] { z, y! }, -1);
+        }
+        var result = stack(states, 1);
+        if (result.dtype != resultType) result = result.to_type(resultType);
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any device
+    /// (so it is tested on CPU). Differentiable by autograd.
+    /// </summary>
+    /// <remarks>
+    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>M = I, F = 0</c>, which
+    /// leaves the state unchanged, cut off afterwards). Inside each chunk a Hillis-Steele doubling scan of the pairs
+    /// <c>(M, F)</c> gives the product <c>P_t</c> of the matrices since the chunk start and the state <c>S_t</c> reached
+    /// from zero; the same scan across chunk totals gives the state <c>E</c> entering each chunk; then
+    /// <c>h_t = P_t E + S_t</c>. The 2x2 products are written out componentwise (elementwise kernels, no batched GEMM).
+    /// </remarks>
+    /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
+    /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
+    public static Tensor ParallelForm(Tensor m, Tensor f, Tensor? initialState = null, int chunkSize = DefaultChunkSize)
+    {
+        Validate(m, f, initialState);
+        Check.AtLeast(chunkSize, 1);
+        using var scope = NewDisposeScope();
+        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
+        var h = ParallelCore(mc, fc, h0, chunkSize);
+        if (h.dtype != resultType) h = h.to_type(resultType);
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A 2x2 matrix held as its four entries, each a tensor of one shape (broadcastable among pairs).</summary>
+    private readonly record struct Mat(Tensor A11, Tensor A12, Tensor A21, Tensor A22)
+    {
+        /// <summary>this * other (apply other first).</summary>
+        public Mat Times(Mat o) => new(A11 * o.A11 + A12 * o.A21, A11 * o.A12 + A12 * o.A22,
+                                       A21 * o.A11 + A22 * o.A21, A21 * o.A12 + A22 * o.A22);
+
+        public (Tensor, Tensor) Apply(Tensor x1, Tensor x2) => (A11 * x1 + A12 * x2, A21 * x1 + A22 * x2);
+
+        public Mat Map(Func<Tensor, Tensor> fn) => new(fn(A11), fn(A12), fn(A21), fn(A22));
+    }
+
+    private static Tensor ParallelCore(Tensor mc, Tensor f, Tensor? h0, int chunkSize)
+    {
+        long bsz = f.shape[0], len = f.shape[1], n = f.shape[2];
+        var m5 = Rank5(mc);
+        long bm = m5.shape[0];
+        long c = Math.Min(chunkSize, len);
+        long chunks = (len + c - 1) / c;
+        long pad = chunks * c - len;
+
+        var mv = m5.expand(bm, len, n, 2, 2);
+        var fv = f;
+        if (pad > 0)
+        {
+            var eye2 = eye(2, dtype: f.dtype, device: f.device).expand(bm, pad, n, 2, 2);
+            mv = cat(new[] { mv, eye2 }, 1);
+            fv = cat(new[] { fv, zeros(new[] { bsz, pad, n, 2 }, dtype: f.dtype, device: f.device) }, 1);
+        }
+        var mr = mv.reshape(bm, chunks, c, n, 2, 2);
+        var fr = fv.reshape(bsz, chunks, c, n, 2);
+        var mat = new Mat(mr.select(-2, 0).select(-1, 0), mr.select(-2, 0).select(-1, 1), mr.select(-2, 1).select(-1, 0), mr.select(-2, 1).select(-1, 1));
+        var (prod, s1, s2) = DoublingScan(mat, fr.select(-1, 0), fr.select(-1, 1), 2);
+
+        // Chunk totals [*, chunks, N], scanned across chunks.
+        var tot = prod.Map(t => t.select(2, c - 1));
+        var (cum, c1, c2) = DoublingScan(tot, s1.select(2, c - 1), s2.select(2, c - 1), 1);
+        Tensor after1 = c1, after2 = c2;
+        if (h0 is not null)
+        {
+            var (p1, p2) = cum.Apply(h0.select(-1, 0).unsqueeze(1), h0.select(-1, 1).unsqueeze(1));
+            after1 = p1 + c1;
+            after2 = p2 + c2;
+        }
+        Tensor Entering(Tensor after, int comp)
+        {
+            var first = h0 is null ? zeros(new[] { bsz, 1, n }, dtype: f.dtype, device: f.device) : h0.select(-1, comp).unsqueeze(1);
+            return chunks == 1 ? first : cat(new[] { first, after.narrow(1, 0, chunks - 1) }, 1);
+        }
+        var e1 = Entering(after1, 0).unsqueeze(2);
+        var e2 = Entering(after2, 1).unsqueeze(2);
+        var (q1, q2) = prod.Apply(e1, e2);
+        var h = stack(new[] { q1 + s1, q2 + s2 }, -1).reshape(bsz, chunks * c, n, 2);
+        return pad > 0 ? h.narrow(1, 0, len) : h;
+    }
+
+    /// <summary>
+    /// Inclusive Hillis-Steele scan along <paramref name="dim"/> of the pairs <c>(P, S)</c> under
+    /// <c>(P1, S1) . (P2, S2) = (P2 P1, P2 S1 + S2)</c>.
+    /// </summary>
+    private static (Mat P, Tensor S1, Tensor S2) DoublingScan(Mat p, Tensor s1, Tensor s2, long dim)
+    {
+        long size = s1.shape[dim];
+        for (long s = 1; s < size; s *= 2)
+        {
+            long k = size - s;
+            var head = p.Map(t => t.narrow(dim, 0, k));
+            var tail = p.Map(t => t.narrow(dim, s, k));
+            var (a1, a2) = tail.Apply(s1.narrow(dim, 0, k), s2.narrow(dim, 0, k));
+            var n1 = cat(new[] { s1.narrow(dim, 0, s), a1 + s1.narrow(dim, s, k) }, dim);
+            var n2 = cat(new[] { s2.narrow(dim, 0, s), a2 + s2.narrow(dim, s, k) }, dim);
+            var prod = tail.Times(head);
+            var np = new Mat(cat(new[] { p.A11.narrow(dim, 0, s), prod.A11 }, dim), cat(new[] { p.A12.narrow(dim, 0, s), prod.A12 }, dim),
+                             cat(new[] { p.A21.narrow(dim, 0, s), prod.A21 }, dim), cat(new[] { p.A22.narrow(dim, 0, s), prod.A22 }, dim));
+            p = np;
+            s1 = n1;
+            s2 = n2;
+        }
+        return (p, s1, s2);
+    }
+
+    /// <summary>M as rank 5: <c>[1, 1, N, 2, 2]</c>, <c>[1, L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</summary>
+    private static Tensor Rank5(Tensor mc) => mc.dim() switch
+    {
+        3 => mc.unsqueeze(0).unsqueeze(0),
+        4 => mc.unsqueeze(0),
+        _ => mc,
+    };
+
+    private static (Tensor M, Tensor F, Tensor? H0, ScalarType ResultType) Prepare(Tensor m, Tensor f, Tensor? h0)
+    {
+        var resultType = f.dtype;
+        if (resultType is ScalarType.Float16 or ScalarType.BFloat16)
+        {
+            m = m.to_type(ScalarType.Float32);
+            f = f.to_type(ScalarType.Float32);
+            h0 = h0?.to_type(ScalarType.Float32);
+        }
+        return (m, f, h0, resultType);
+    }
+
+    private static void Validate(Tensor m, Tensor f, Tensor? initialState)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        ArgumentNullException.ThrowIfNull(f);
+        if (f.dim() != 4 || f.shape[3] != 2)
+            throw new ArgumentException($"Expected f of shape [B, L, N, 2]; got shape {Check.Shape(f)}.", nameof(f));
+        long bsz = f.shape[0], len = f.shape[1], n = f.shape[2];
+        if (bsz < 1 || len < 1 || n < 1)
+            throw new ArgumentException($"Expected f [B, L, N, 2] with B, L, N >= 1; got shape {Check.Shape(f)}.", nameof(f));
+        if (f.dtype is not (ScalarType.Float32 or ScalarType.Float64 or ScalarType.Float16 or ScalarType.BFloat16))
+            throw new ArgumentException($"Expected f of dtype float16, bfloat16, float32 or float64; got {f.dtype}.", nameof(f));
+
+        if (m.dtype != f.dtype)
+            throw new ArgumentException($"Expected m of the dtype of f ({f.dtype}); got {m.dtype}.", nameof(m));
+        if (m.device.ToString() != f.device.ToString())
+            throw new ArgumentException($"Expected m on the device of f ({f.device}); got {m.device}.", nameof(m));
+        bool fits = m.dim() switch
+        {
+            3 => m.shape[0] == n,
+            4 => m.shape[0] == len && m.shape[1] == n,
+            5 => m.shape[0] == bsz && m.shape[1] == len && m.shape[2] == n,
+            _ => false,
+        };
+        fits = fits && m.shape[^1] == 2 && m.shape[^2] == 2;
+        if (!fits)
+            throw new ArgumentException(
+                $"Expected m of shape [N, 2, 2] = [{n}, 2, 2], [L, N, 2, 2] = [{len}, {n}, 2, 2] or [B, L, N, 2, 2] = [{bsz}, {len}, {n}, 2, 2]; got shape {Check.Shape(m)}.",
+                nameof(m));
+
+        if (initialState is null) return;
+        if (initialState.dim() != 3 || initialState.shape[0] != bsz || initialState.shape[1] != n || initialState.shape[2] != 2)
+            throw new ArgumentException($"Expected initialState of shape [B, N, 2] = [{bsz}, {n}, 2]; got shape {Check.Shape(initialState)}.", nameof(initialState));
+        if (initialState.dtype != f.dtype)
+            throw new ArgumentException($"Expected initialState of the dtype of f ({f.dtype}); got {initialState.dtype}.", nameof(initialState));
+        if (initialState.device.ToString() != f.device.ToString())
+            throw new ArgumentException($"Expected initialState on the device of f ({f.device}); got {initialState.device}.", nameof(initialState));
+    }
+}
