@@ -24,6 +24,7 @@ public class ModelThroughputBenchmark
         ["S5"] = () => new S5(Hidden, Blocks),
         ["S4D"] = () => new S4D(Hidden, Blocks),
         ["MLSTM"] = () => new MLSTM(Hidden, Blocks),
+        ["LinOSS"] = () => new LinOSS(Hidden, Blocks),
     };
 
     private SequenceModule _model = null!;

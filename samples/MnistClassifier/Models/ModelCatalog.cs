@@ -29,6 +29,8 @@ public static class ModelCatalog
             (h, b, d) => new S4D(h, b, dropRate: d)),
         new("mlstm", "mLSTM: xLSTM matrix-memory layer blocks (Beck et al. 2024), chunkwise stabilized kernel",
             (h, b, d) => new MLSTM(h, b, dropRate: d)),
+        new("linoss", "LinOSS: damped oscillatory state-space model (Rusch & Rus 2025), 2x2-block scan",
+            (h, b, d) => new LinOSS(h, b, dropRate: d)),
         new("s5", "S5: HiPPO-initialized diagonal MIMO state-space model (Smith et al. 2023), parallel scan",
             (h, b, d) => new S5(h, b, dropRate: d)),
         new("conv-baseline",
