@@ -123,6 +123,24 @@ public class DeltaRuleTests
         MaxAbsDiff(s, sRef).Should().BeLessThan(1e-10);
     }
 
+    /// <summary>Lengths past one segment (DeltaRule.SegmentLength) take the segmented path: still equal to the recurrence.</summary>
+    [Theory]
+    [InlineData(1500, 64, true)]  // segments of 1024 steps: 1024 + 476
+    [InlineData(2100, 7, false)]  // segments of 1022 steps (146 chunks of 7): 1022 + 1022 + 56
+    [InlineData(1024, 64, true)]  // exactly one segment
+    public void LongSequencesInSegmentsEqualRecurrentInFloat64(long length, int chunkSize, bool withState)
+    {
+        using var scope = NewDisposeScope();
+        DeltaRule.SegmentLength(chunkSize).Should().Be(chunkSize == 64 ? 1024 : 1022);
+        var (q, k, v, beta, s0) = Inputs(900 + length, length);
+        var init = withState ? s0 : null;
+        var (o, s) = DeltaRule.Chunked(q, k, v, beta, chunkSize, init);
+        var (oRef, sRef) = DeltaRule.Recurrent(q, k, v, beta, init);
+        o.shape.Should().Equal(B, NH, length, Dv);
+        MaxAbsDiff(o, oRef).Should().BeLessThan(1e-10);
+        MaxAbsDiff(s, sRef).Should().BeLessThan(1e-10);
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(5, 4)]
@@ -132,6 +150,7 @@ public class DeltaRuleTests
     [InlineData(100, 64)]
     [InlineData(257, 64)]
     [InlineData(257, 4)]
+    [InlineData(1100, 64)] // two segments of the long-sequence path (1024 + 76)
     public void GradientsOfBothFormsAgree(long length, int chunkSize)
     {
         using var scope = NewDisposeScope();
