@@ -49,7 +49,7 @@ public static class DeltaRule
     /// The delta rule in the chunkwise WY / UT-transform form: per chunk a batched unit lower-triangular
     /// solve and batched products; only the state hand-off runs sequentially over chunks. Differentiable
     /// (autograd) with respect to every input. Sequences longer than about 1024 steps are processed in segments of
-    /// whole chunks with the state carried across (<see cref="SegmentLength"/>), which changes nothing in the math
+    /// whole chunks with the state carried across (<see cref="SequenceSegments"/>), which changes nothing in the math
     /// and keeps the time linear in L.
     /// </summary>
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
@@ -71,7 +71,7 @@ public static class DeltaRule
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        long segment = SegmentLength(chunkSize);
+        long segment = SequenceSegments.Length(chunkSize);
         if (l > segment)
         {
             // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
@@ -254,9 +254,6 @@ public static class DeltaRule
     /// <c>this</c> to libtorch's <c>batch1</c>, its first argument to <c>batch2</c> and its second to the added
     /// <c>input</c>; this helper fixes the order in one place.
     /// </summary>
-    /// <summary>The segment length of <see cref="Chunked"/>: the whole number of chunks closest to 1024 steps (at least one chunk).</summary>
-    internal static long SegmentLength(int chunkSize) => Math.Max(1, 1024 / chunkSize) * (long)chunkSize;
-
     private static Tensor AddBmm(Tensor input, Tensor batch1, Tensor batch2, float alpha) =>
         batch1.baddbmm(batch2, input, beta: 1, alpha: alpha);
 

@@ -60,6 +60,26 @@ public static class MLSTMKernel
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
+        long segment = SequenceSegments.Length(chunkSize);
+        if (length > segment)
+        {
+            // Long sequences go through in segments of whole chunks with the state (C, n, m) carried: the same
+            // chunks and the same arithmetic, with cache-sized temporaries, so the time grows linearly in L.
+            var pieces = new List<Tensor>();
+            MLSTMState? carried = initialState;
+            for (long start = 0; start < length; start += segment)
+            {
+                long len = Math.Min(segment, length - start);
+                var (piece, next) = Chunkwise(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
+                    inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, carried, eps);
+                pieces.Add(piece);
+                if (!ReferenceEquals(carried, initialState)) carried!.Dispose();
+                carried = next;
+            }
+            var joined = torch.cat(pieces, 2).MoveToOuterDisposeScope();
+            return (joined, (MLSTMState)carried!.MoveToOuterDisposeScope());
+        }
+
         var ct = ComputeType(q.dtype);
         var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
 
@@ -106,18 +126,23 @@ public static class MLSTMKernel
         var cIn = new Tensor[nc];
         var nIn = new Tensor[nc];
         var mIn = new Tensor[nc];
+        // unbind, not select in the loop: the backward of each select would allocate the whole tensor.
+        var gs = g.unbind(-1);
+        var aMaxs = aMax.unbind(-1);
+        var cHats = cHat.unbind(2);
+        var nHats = nHat.unbind(2);
         for (long j = 0; j < nc; j++)
         {
             cIn[j] = c; nIn[j] = n; mIn[j] = m;
             // Per-chunk scope: temporaries are released at once (the autograd graph keeps what it needs).
             using var step = NewDisposeScope();
-            var gj = g.select(-1, j);
-            var aj = aMax.select(-1, j);
+            var gj = gs[j];
+            var aj = aMaxs[j];
             var mNew = maximum(gj + m, aj);
             var decay = (gj + m - mNew).exp();
             var inW = (aj - mNew).exp();
-            c = (decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHat.select(2, j)).MoveToOuterDisposeScope();
-            n = (decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHat.select(2, j)).MoveToOuterDisposeScope();
+            c = (decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHats[j]).MoveToOuterDisposeScope();
+            n = (decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHats[j]).MoveToOuterDisposeScope();
             m = mNew.MoveToOuterDisposeScope();
         }
         var cPrev = stack(cIn, 2);                                 // [B, NH, NC, Dk, Dv]
@@ -171,16 +196,22 @@ public static class MLSTMKernel
         var lf = nn.functional.logsigmoid(forgetGate.to(ct));
 
         var outputs = new Tensor[length];
+        // unbind, not select in the loop: the backward of each select would allocate the whole sequence.
+        var lfs = lf.unbind(2);
+        var igs = ig.unbind(2);
+        var qss = qs.unbind(2);
+        var kss = ks.unbind(2);
+        var vss = vs.unbind(2);
         for (long t = 0; t < length; t++)
         {
             // Per-step scope: temporaries and the previous state are released at once (the autograd graph keeps
             // what it needs), so a long sequence does not hold L copies of C.
             using var step = NewDisposeScope();
-            var ft = lf.select(2, t);
-            var it = ig.select(2, t);
-            var qt = qs.select(2, t);
-            var kt = ks.select(2, t);
-            var vt = vs.select(2, t);
+            var ft = lfs[t];
+            var it = igs[t];
+            var qt = qss[t];
+            var kt = kss[t];
+            var vt = vss[t];
             var mNew = maximum(ft + m, it);
             var fa = (ft + m - mNew).exp();
             var ia = (it - mNew).exp();

@@ -123,7 +123,7 @@ public class DeltaRuleTests
         MaxAbsDiff(s, sRef).Should().BeLessThan(1e-10);
     }
 
-    /// <summary>Lengths past one segment (DeltaRule.SegmentLength) take the segmented path: still equal to the recurrence.</summary>
+    /// <summary>Lengths past one segment (SequenceSegments.Length) take the segmented path: still equal to the recurrence.</summary>
     [Theory]
     [InlineData(1500, 64, true)]  // segments of 1024 steps: 1024 + 476
     [InlineData(2100, 7, false)]  // segments of 1022 steps (146 chunks of 7): 1022 + 1022 + 56
@@ -131,7 +131,7 @@ public class DeltaRuleTests
     public void LongSequencesInSegmentsEqualRecurrentInFloat64(long length, int chunkSize, bool withState)
     {
         using var scope = NewDisposeScope();
-        DeltaRule.SegmentLength(chunkSize).Should().Be(chunkSize == 64 ? 1024 : 1022);
+        SequenceSegments.Length(chunkSize).Should().Be(chunkSize == 64 ? 1024 : 1022);
         var (q, k, v, beta, s0) = Inputs(900 + length, length);
         var init = withState ? s0 : null;
         var (o, s) = DeltaRule.Chunked(q, k, v, beta, chunkSize, init);

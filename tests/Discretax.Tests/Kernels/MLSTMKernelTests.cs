@@ -188,6 +188,38 @@ public class MLSTMKernelTests
         return grads;
     }
 
+    /// <summary>Lengths past one segment (SequenceSegments.Length) take the segmented path: still the recurrence.</summary>
+    [Theory]
+    [InlineData(1500, 64, true, 30.0)] // segments of 1024 steps: 1024 + 476
+    [InlineData(2100, 7, false, 1.0)]  // segments of 1022 steps: 1022 + 1022 + 56
+    public void LongSequencesInSegmentsEqualRecurrent(long length, int chunkSize, bool withState, double gateScale)
+    {
+        using var x = Draw(700 + length, length, gateScale);
+        using var init = withState ? DrawState(701) : null;
+        var (hc, sc) = MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, chunkSize, init);
+        var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F, init);
+        using (hc) using (sc) using (hr) using (sr)
+        {
+            hc.shape.Should().Equal(B, NH, length, Dv);
+            RelMaxDiff(hc, hr).Should().BeLessThan(1e-9);
+            StatesAgree(sc, sr, 1e-9);
+        }
+    }
+
+    [Fact]
+    public void SegmentedGradientsEqualRecurrentGradients()
+    {
+        // L = 1100 with chunk 64: two segments (1024 + 76). float64, tolerance 1e-8 relative.
+        using var x = Draw(800, 1100, 1.0);
+        using var init = DrawState(801);
+        var leaves = x.All.Concat(new[] { init.C, init.N, init.M }).ToArray();
+        var gc = Gradients(t => MLSTMKernel.Chunkwise(t[0], t[1], t[2], t[3], t[4], 64, new MLSTMState(t[5], t[6], t[7])), leaves, 802);
+        var gr = Gradients(t => MLSTMKernel.Recurrent(t[0], t[1], t[2], t[3], t[4], new MLSTMState(t[5], t[6], t[7])), leaves, 802);
+        string[] names = { "q", "k", "v", "i", "f", "C0", "n0", "m0" };
+        for (int j = 0; j < names.Length; j++) RelMaxDiff(gc[j], gr[j]).Should().BeLessThan(1e-8, names[j]);
+        foreach (var t in gc.Concat(gr)) t.Dispose();
+    }
+
     [Theory]
     [InlineData(1.0)]
     [InlineData(30.0)]
