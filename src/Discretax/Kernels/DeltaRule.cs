@@ -71,23 +71,15 @@ public static class DeltaRule
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        long segment = SequenceSegments.Length(chunkSize);
-        if (l > segment)
+        if (l > SequenceSegments.Length(chunkSize))
         {
             // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
             // state: the same chunks and the same math, but each segment's [BH, N, C, D] temporaries stay small
             // enough for the caches, so the time grows linearly in L.
-            var pieces = new List<Tensor>();
-            Tensor? state = initialState;
-            for (long start = 0; start < l; start += segment)
-            {
-                long len = Math.Min(segment, l - start);
-                var (piece, next) = Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
-                    beta.narrow(2, start, len), chunkSize, state);
-                pieces.Add(piece);
-                state = next;
-            }
-            return (torch.cat(pieces, 2).MoveToOuterDisposeScope(), state!.MoveToOuterDisposeScope());
+            var (joined, last) = SequenceSegments.Run(l, chunkSize, initialState, (start, len, state) =>
+                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
+                    beta.narrow(2, start, len), chunkSize, state));
+            return (joined.MoveToOuterDisposeScope(), last.MoveToOuterDisposeScope());
         }
 
         var outDtype = q.dtype;

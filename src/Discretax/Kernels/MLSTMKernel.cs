@@ -60,24 +60,15 @@ public static class MLSTMKernel
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        long segment = SequenceSegments.Length(chunkSize);
-        if (length > segment)
+        if (length > SequenceSegments.Length(chunkSize))
         {
             // Long sequences go through in segments of whole chunks with the state (C, n, m) carried: the same
             // chunks and the same arithmetic, with cache-sized temporaries, so the time grows linearly in L.
-            var pieces = new List<Tensor>();
-            MLSTMState? carried = initialState;
-            for (long start = 0; start < length; start += segment)
-            {
-                long len = Math.Min(segment, length - start);
-                var (piece, next) = Chunkwise(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
-                    inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, carried, eps);
-                pieces.Add(piece);
-                if (!ReferenceEquals(carried, initialState)) carried!.Dispose();
-                carried = next;
-            }
-            var joined = torch.cat(pieces, 2).MoveToOuterDisposeScope();
-            return (joined, (MLSTMState)carried!.MoveToOuterDisposeScope());
+            var (joined, final) = SequenceSegments.Run(length, chunkSize, initialState, (start, len, state) =>
+                Chunkwise(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
+                    inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, state, eps),
+                release: state => state.Dispose());
+            return (joined.MoveToOuterDisposeScope(), (MLSTMState)final.MoveToOuterDisposeScope());
         }
 
         var ct = ComputeType(q.dtype);
