@@ -78,16 +78,7 @@ internal static unsafe class BlockScan2x2Cpu
         return (d, gradM, dh0);
     }
 
-    /// <summary>The address of element 0 of a contiguous CPU tensor whose dtype is <typeparamref name="T"/>.</summary>
-    private static T* Ptr<T>(Tensor? t) where T : unmanaged
-    {
-        if (t is null) return null;
-        var expected = typeof(T) == typeof(float) ? ScalarType.Float32 : ScalarType.Float64;
-        if (t.dtype != expected || !t.is_contiguous() || t.device_type != DeviceType.CPU)
-            throw new InvalidOperationException($"BlockScan2x2 CPU kernel: expected a contiguous CPU {expected} tensor; got {t.dtype} on {t.device}, contiguous = {t.is_contiguous()}.");
-        using var storage = t.storage<T>();
-        return (T*)storage.data_ptr() + t.storage_offset();
-    }
+    private static T* Ptr<T>(Tensor? t) where T : unmanaged => CpuTensorMemory.Pointer<T>(t, "BlockScan2x2");
 
     private static void Run(int bsz, int len, int n, Action<int, int, int> block)
     {

@@ -115,16 +115,7 @@ internal static unsafe class LinearScanCpu
     /// <summary>The real alias of a contiguous tensor: itself, or <c>view_as_real</c> of a complex one.</summary>
     private static Tensor Real(Tensor t) => t.is_complex() ? t.view_as_real() : t.alias();
 
-    /// <summary>The address of element 0 of a contiguous CPU tensor whose dtype is <typeparamref name="T"/>.</summary>
-    private static T* Ptr<T>(Tensor? t) where T : unmanaged
-    {
-        if (t is null) return null;
-        var expected = typeof(T) == typeof(float) ? ScalarType.Float32 : ScalarType.Float64;
-        if (t.dtype != expected || !t.is_contiguous() || t.device_type != DeviceType.CPU)
-            throw new InvalidOperationException($"LinearScan CPU kernel: expected a contiguous CPU {expected} tensor; got {t.dtype} on {t.device}, contiguous = {t.is_contiguous()}.");
-        using var storage = t.storage<T>();
-        return (T*)storage.data_ptr() + t.storage_offset();
-    }
+    private static T* Ptr<T>(Tensor? t) where T : unmanaged => CpuTensorMemory.Pointer<T>(t, "LinearScan");
 
     private static (int Blocks, int BlockWidth) Partition(int bsz, int len, int width)
     {
