@@ -35,7 +35,7 @@ public sealed class MLSTMBlock : SequenceModule
     public ChannelMixer? ffn;
 
     /// <summary>The dropout on the channel mixer's output.</summary>
-    public Dropout drop;
+    public FastDropout drop;
 
     /// <summary>Creates the block.</summary>
     /// <param name="inFeatures">The feature size H.</param>
@@ -65,7 +65,7 @@ public sealed class MLSTMBlock : SequenceModule
             ffn_norm = MakeNorm(inFeatures, norm);
             this.ffn = ffn;
         }
-        drop = nn.Dropout(dropRate);
+        drop = new FastDropout(dropRate);
         RegisterComponents();
     }
 
@@ -107,6 +107,5 @@ public sealed class MLSTMBlock : SequenceModule
         _ => nn.BatchNorm1d(features, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
     };
 
-    private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x) =>
-        Norm == NormKind.Batch ? n.forward(x.transpose(1, 2)).transpose(1, 2) : n.forward(x);
+    private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x) => Norm.Apply(n, x);
 }

@@ -1,3 +1,6 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
 namespace Discretax.Blocks;
 
 /// <summary>The normalization of a <see cref="StandardBlock"/>.</summary>
@@ -15,4 +18,22 @@ public enum NormKind
 
     /// <summary>RMS normalization over the features (<see cref="Layers.RMSNorm"/>), with a learned gain.</summary>
     Rms,
+}
+
+/// <summary>Applies a block's norm module to <c>[..., H]</c> features.</summary>
+internal static class NormKindExtensions
+{
+    /// <summary>
+    /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm sees the input as
+    /// <c>[B * L, H]</c> rows (a view of a contiguous input): the same statistics per channel over batch and time as
+    /// <c>BatchNorm1d</c> on <c>[B, H, L]</c>, but over contiguous memory (about 5x faster forward and 3x faster
+    /// forward+backward at <c>[64, 784, 64]</c>, docs/benchmarks.md "Dropout and batch norm").
+    /// </summary>
+    /// <param name="kind">The norm kind of <paramref name="norm"/>.</param>
+    /// <param name="norm">The norm module.</param>
+    /// <param name="x">The input, features last.</param>
+    internal static Tensor Apply(this NormKind kind, nn.Module<Tensor, Tensor> norm, Tensor x) =>
+        kind == NormKind.Batch
+            ? norm.forward(x.reshape(-1, x.shape[^1])).reshape(x.shape)
+            : norm.forward(x);
 }

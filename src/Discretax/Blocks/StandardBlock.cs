@@ -34,7 +34,7 @@ public sealed class StandardBlock : SequenceModule
     public ChannelMixer channel_mixer;
 
     /// <summary>The dropout applied after the activation and after the channel mixer.</summary>
-    public Dropout drop;
+    public FastDropout drop;
 
     /// <summary>Creates the block.</summary>
     /// <param name="inFeatures">The feature size H.</param>
@@ -65,7 +65,7 @@ public sealed class StandardBlock : SequenceModule
         };
         sequence_mixer = sequenceMixer;
         channel_mixer = channelMixer;
-        drop = nn.Dropout(dropRate);
+        drop = new FastDropout(dropRate);
         RegisterComponents();
     }
 
@@ -100,8 +100,5 @@ public sealed class StandardBlock : SequenceModule
         return Prenorm ? y : ApplyNorm(y);
     }
 
-    private Tensor ApplyNorm(Tensor x) =>
-        Norm == NormKind.Batch
-            ? norm.forward(x.transpose(1, 2)).transpose(1, 2)
-            : norm.forward(x);
+    private Tensor ApplyNorm(Tensor x) => Norm.Apply(norm, x);
 }

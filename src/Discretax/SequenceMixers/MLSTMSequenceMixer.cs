@@ -97,7 +97,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
     public Linear proj_down;
 
     /// <summary>The dropout on the output.</summary>
-    public Dropout dropout;
+    public FastDropout dropout;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="embeddingDim">The input and output size E.</param>
@@ -214,7 +214,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
         fgate = nn.Linear(gateFeatures, numHeads, hasBias: true);
         outnorm = new MultiHeadNorm(numHeads, VDim / numHeads, useRms: normType == MLSTMNormType.RMSNorm, eps: normEps);
         proj_down = nn.Linear(VDim, e, hasBias: bias);
-        this.dropout = nn.Dropout(dropout);
+        this.dropout = new FastDropout(dropout);
         using (no_grad())
         {
             igate.weight!.zero_();

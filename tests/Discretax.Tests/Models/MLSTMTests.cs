@@ -27,7 +27,7 @@ public class MLSTMTests
             layer.NumHeads.Should().Be(4);
             layer.InnerDim.Should().Be(64);
             layer.ChunkSize.Should().Be(4);
-            layer.dropout.p.Should().Be(0.1);
+            layer.dropout.P.Should().Be(0.1);
         }
         model.state_dict().Keys.Should().Contain("post_blocks_norm.weight").And.NotContain("post_blocks_norm.bias");
         model.to(ScalarType.Float64);
