@@ -22,7 +22,8 @@ namespace Discretax.Kernels;
 /// <para>
 /// Precision: float32 and float64 are computed in their own type; bfloat16 and float16 (whose FFTs are
 /// unsupported or inaccurate) are computed in float32 and cast back. If either input is float64 the
-/// computation is in float64. The result has <c>u</c>'s dtype. Autograd flows to both <c>u</c> and the kernel.
+/// computation is in float64. The result has <c>u</c>'s dtype. Autograd flows to both <c>u</c> and the kernel through a
+/// custom backward that is itself two FFT products (<c>FftConvolutionFunction</c>; no double backward).
 /// </para>
 /// <para>References: Gu, Gupta, Goel, Ré, "On the Parameterization and Initialization of Diagonal State Space
 /// Models" (NeurIPS 2022, https://arxiv.org/abs/2206.11893); the minimal S4D of the state-spaces project
@@ -64,11 +65,13 @@ public static class FftConvolution
 
         using var scope = NewDisposeScope();
         var compute = u.dtype == ScalarType.Float64 || kernel.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        long n = NextFastSize(length + kernelLength - 1);
-        var uf = fft.rfft(u.to_type(compute), n, dim: 1);                 // [B, n/2+1, H]
-        var kf = fft.rfft(kernel.to_type(compute), n, dim: 1).t();        // [n/2+1, H]
-        var y = fft.irfft(uf * kf, n, dim: 1).narrow(1, 0, length);       // [B, L, H]
-        return y.to_type(u.dtype).contiguous().MoveToOuterDisposeScope();
+        var uc = u.to_type(compute);
+        var kc = kernel.to_type(compute);
+        bool track = torch.is_grad_enabled() && (uc.requires_grad || kc.requires_grad);
+        var y = track
+            ? FftConvolutionFunction.apply(uc, kc)
+            : FftConvolutionFunction.Compute(uc, kc, NextFastSize(length + kernelLength - 1)).Y;   // [B, L, H]
+        return y.to_type(u.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -140,6 +140,55 @@ public class FftConvolutionTests
         MaxAbs(gk - k.grad!).Should().BeLessThan(1e-12);
     }
 
+    /// <summary>
+    /// The custom backward against autograd through the direct sum, for FFT sizes that are not powers of two,
+    /// a kernel of length 1, a non-contiguous input, and either input alone requiring a gradient (float64, 1e-12).
+    /// </summary>
+    [Theory]
+    [InlineData(13, 13, true, true, false)]
+    [InlineData(100, 1, true, true, false)]
+    [InlineData(31, 20, true, false, true)]
+    [InlineData(31, 20, false, true, true)]
+    public void CustomBackwardMatchesTheDirectConvolution(int length, int kernelLength, bool gradU, bool gradK, bool transposedInput)
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(21);
+        var u0 = randn(new long[] { 3, length, 4 }, dtype: ScalarType.Float64, generator: g);
+        var u = (transposedInput ? u0.transpose(1, 2).contiguous().transpose(1, 2) : u0).requires_grad_(gradU);
+        var k = randn(new long[] { 4, kernelLength }, dtype: ScalarType.Float64, generator: g).requires_grad_(gradK);
+        var w = randn(new long[] { 3, length, 4 }, dtype: ScalarType.Float64, generator: g);
+
+        (FftConvolution.Causal(u, k) * w).sum().backward();
+        var gu = gradU ? u.grad!.clone() : null;
+        var gk = gradK ? k.grad!.clone() : null;
+        if (gradU) u.grad!.zero_();
+        if (gradK) k.grad!.zero_();
+        (DirectCausalTensor(u, k) * w).sum().backward();
+        if (gradU) MaxAbs(gu! - u.grad!).Should().BeLessThan(1e-12);
+        else u.grad.Should().BeNull();
+        if (gradK) MaxAbs(gk! - k.grad!).Should().BeLessThan(1e-12);
+        else k.grad.Should().BeNull();
+    }
+
+    /// <summary>A float32 input with a float64 kernel computes in float64; the gradient reaches u in float32.</summary>
+    [Fact]
+    public void MixedPrecisionGradientsReachBothInputsInTheirDtypes()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(22);
+        var u = randn(new long[] { 2, 16, 3 }, dtype: ScalarType.Float64, generator: g).to_type(ScalarType.Float32).requires_grad_();
+        var k = randn(new long[] { 3, 16 }, dtype: ScalarType.Float64, generator: g).requires_grad_();
+        var w = randn(new long[] { 2, 16, 3 }, dtype: ScalarType.Float64, generator: g);
+        (FftConvolution.Causal(u, k) * w.to_type(ScalarType.Float32)).sum().backward();
+        u.grad!.dtype.Should().Be(ScalarType.Float32);
+        k.grad!.dtype.Should().Be(ScalarType.Float64);
+        var u64 = u.detach().to_type(ScalarType.Float64).requires_grad_();
+        var k64 = k.detach().clone().requires_grad_();
+        (DirectCausalTensor(u64, k64) * w.to_type(ScalarType.Float32).to_type(ScalarType.Float64)).sum().backward();
+        MaxAbs(u.grad!.to_type(ScalarType.Float64) - u64.grad!).Should().BeLessThan(1e-5);   // float32 rounding of du
+        MaxAbs(k.grad! - k64.grad!).Should().BeLessThan(1e-12);
+    }
+
     [Fact]
     public void NextFastSizeIsTheSmallest5SmoothSizeAtLeastN()
     {
