@@ -245,9 +245,12 @@ public sealed class S4DSequenceMixer : SequenceMixer
         if (D is not null) y = y + u * D.to_type(y.dtype);
         if (output_linear is not null)
         {
-            var p = output_linear.parameters().First().dtype;
-            var z = nn.functional.gelu(y).to_type(p).transpose(1, 2);           // [B, H, L]
-            y = output_linear.forward(z).transpose(1, 2).to_type(u.dtype);     // [B, L, H]
+            // output_linear (a 1x1 Conv1d to 2H, then GLU over channels) applied as the same linear map over the
+            // features of [B, L, H]: one GEMM, no transposes.
+            var conv = (Conv1d)output_linear.children().First();
+            var z = nn.functional.gelu(y).to_type(conv.weight!.dtype);                            // [B, L, H]
+            var zz = nn.functional.linear(z, conv.weight!.squeeze(-1), conv.bias);              // [B, L, 2H]
+            y = nn.functional.glu(zz, dim: -1).to_type(u.dtype);                                // [B, L, H]
         }
         return Transposed ? y.transpose(1, 2).contiguous() : y.contiguous();
     }
