@@ -21,19 +21,26 @@ public sealed class DeltaNet : SequenceModel
     /// <param name="chunkSize">The chunk size of the delta-rule kernel.</param>
     /// <param name="dropRate">Dropout probability of the blocks.</param>
     /// <param name="prenorm">Normalize before the mixers.</param>
+    /// <param name="useShortConv">fla's short causal convolutions (kernel 4, SiLU) on q, k and v in every mixer
+    /// (<see cref="DeltaNetSequenceMixer"/>'s <c>useShortConv</c>); off in discretax's model.</param>
+    /// <param name="useOutputNorm">fla's per-head RMS norm of every mixer's output before its projection.</param>
+    /// <param name="useOutputGate">fla's output gate (with <paramref name="useOutputNorm"/>: a gated RMS norm).</param>
     public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 64,
-        double dropRate = 0.1, bool prenorm = true)
-        : base(nameof(DeltaNet), hiddenDim, Blocks(hiddenDim, numBlocks, numHeads, headDim, chunkSize, dropRate, prenorm))
+        double dropRate = 0.1, bool prenorm = true, bool useShortConv = false, bool useOutputNorm = false,
+        bool useOutputGate = false)
+        : base(nameof(DeltaNet), hiddenDim, Blocks(hiddenDim, numBlocks, numHeads, headDim, chunkSize, dropRate, prenorm,
+            useShortConv, useOutputNorm, useOutputGate))
     {
     }
 
     private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, int numHeads, int? headDim,
-        int chunkSize, double dropRate, bool prenorm)
+        int chunkSize, double dropRate, bool prenorm, bool useShortConv, bool useOutputNorm, bool useOutputGate)
     {
         Check.AtLeast(numBlocks, 1);
         for (int i = 0; i < numBlocks; i++)
             yield return new StandardBlock(hiddenDim,
-                new DeltaNetSequenceMixer(hiddenDim, numHeads, headDim, chunkSize),
+                new DeltaNetSequenceMixer(hiddenDim, numHeads, headDim, chunkSize, useShortConv: useShortConv,
+                    useOutputNorm: useOutputNorm, useOutputGate: useOutputGate),
                 new GLU(hiddenDim, useBias: false), dropRate, prenorm);
     }
 }

@@ -11,6 +11,9 @@ public sealed class DeltaNetSequenceMixerAllOptionsContract() : SequenceModuleCo
 
 public sealed class DeltaNetModelContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5));
 
+public sealed class DeltaNetModelFlaOptionsContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5,
+    useShortConv: true, useOutputNorm: true, useOutputGate: true));
+
 public sealed class TransformerBlockContract() : SequenceModuleContract(8, h => new TransformerBlock(h, chunkSize: 4, ffHiddenDim: 16, numHeads: 2));
 
 public sealed class TransformerDeltaNetContract() : SequenceModuleContract(8, h => new TransformerDeltaNet(h, chunkSize: 3, numLayers: 2));

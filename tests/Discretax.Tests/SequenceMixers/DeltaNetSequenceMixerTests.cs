@@ -85,7 +85,10 @@ public class DeltaNetSequenceMixerTests
         full.beta_proj.weight!.shape.Should().Equal(2, 8);
         using var model = new DeltaNet(8, numBlocks: 1, numHeads: 2);
         model.state_dict().Keys.Should().Contain("blocks.0.sequence_mixer.q_proj.weight").And.Contain("blocks.0.channel_mixer.w1.weight")
-            .And.NotContain("blocks.0.channel_mixer.w1.bias");
+            .And.NotContain("blocks.0.channel_mixer.w1.bias").And.NotContain("blocks.0.sequence_mixer.q_conv1d.weight");
+        using var flaModel = new DeltaNet(8, numBlocks: 2, numHeads: 2, useShortConv: true, useOutputNorm: true, useOutputGate: true);
+        flaModel.state_dict().Keys.Should().Contain(new[] { "blocks.1.sequence_mixer.q_conv1d.weight", "blocks.1.sequence_mixer.o_norm.weight",
+            "blocks.1.sequence_mixer.g_proj.weight" });
         using var stack = new TransformerDeltaNet(8, chunkSize: 4, numLayers: 2);
         stack.state_dict().Keys.Should().Contain("layers.1.attention.q_conv1d.weight").And.Contain("layers.0.ffn.w3.weight").And.Contain("final_norm.weight");
     }
