@@ -104,14 +104,10 @@ public sealed class LRUSequenceMixer : SequenceMixer
         var dtype = x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         var u = x.to(dtype);
         var g = gamma_log.to(dtype).exp().unsqueeze(1);
-        // One GEMM each way over interleaved (re, im) pairs, so that no complex tensor is assembled or split by a copy:
-        // rows 2n, 2n+1 of wIn are gamma_n B_re[n], gamma_n B_im[n]; columns 2n, 2n+1 of wOut are C_re[:, n], -C_im[:, n].
-        var wIn = stack(new[] { B_re.to(dtype) * g, B_im.to(dtype) * g }, 1).reshape(2 * StateDim, InFeatures);
-        var bu = view_as_complex(u.matmul(wIn.t()).unflatten(2, new[] { StateDim, 2L }));        // [B, L, N]
+        var bu = ComplexProjection.ToComplex(u, B_re.to(dtype) * g, B_im.to(dtype) * g);          // [B, L, N]
         var lambda = torch.polar((-nu_log.to(dtype).exp()).exp(), theta_log.to(dtype).exp());
         var h = LinearScan.Scan(lambda, bu, state?["h"]);
-        var wOut = stack(new[] { C_re.to(dtype), -C_im.to(dtype) }, 2).reshape(InFeatures, 2 * StateDim);
-        var y = view_as_real(h).flatten(2).matmul(wOut.t()) + u * D.to(dtype);                  // Re(C h) + D x
+        var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
         var last = h.select(1, h.shape[1] - 1).clone();
         return (y.to(x.dtype), new StreamingState(x.shape[0], x.device, x.dtype, new[] { KeyValuePair.Create("h", last) }));
     }

@@ -237,10 +237,10 @@ public sealed class S5SequenceMixer : SequenceMixer
         var dtype = ComputeType(x.dtype);
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
-        var bu = complex(u.matmul(bBar.real.t()), u.matmul(bBar.imag.t()));        // [B, L, P]
+        var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]
         var states = LinearScan.Scan(lambdaBar, bu, state?["x"]);                   // [B, L, P]
         var c = C.to(dtype);
-        var y = states.real.matmul(c.select(2, 0).t()) - states.imag.matmul(c.select(2, 1).t());
+        var y = ComplexProjection.RealPart(states, c.select(2, 0), c.select(2, 1));  // Re(C x)
         if (ConjSym) y = y * 2.0;
         y = y + u * D.to(dtype);
         var last = states.select(1, states.shape[1] - 1).clone();
