@@ -94,6 +94,17 @@ public static class CommandLineApp
         predict.SetAction(pr => Guard(console, () => PredictCommand.Execute(pr.GetValue(predictLoad)!, pr.GetValue(image), pr.GetValue(predictData), console)));
         root.Subcommands.Add(predict);
 
+        var datasetName = new Option<string>("--dataset")
+        {
+            Description = "The data set to download",
+            DefaultValueFactory = _ => DownloadableDataset.Mnist.Name,
+        };
+        datasetName.AcceptOnlyFromAmong(DownloadableDataset.All.Select(d => d.Name).ToArray());
+        var downloadOut = new Option<string>("--out") { Description = "Directory to download into (then train with --data DIR)", Required = true };
+        var download = new Command("download", "Downloads MNIST or Fashion-MNIST (four IDX files, MD5-checked) for --data; needs internet access.") { datasetName, downloadOut };
+        download.SetAction(pr => Guard(console, () => DownloadCommand.Execute(pr.GetValue(datasetName)!, pr.GetValue(downloadOut)!, console)));
+        root.Subcommands.Add(download);
+
         var from = new Option<string>("--from") { Description = "Directory with the full data set", DefaultValueFactory = _ => DataSource.DebianDirectory };
         var to = new Option<string>("--out") { Description = "Output directory", Required = true };
         var trainCount = new Option<int>("--train") { DefaultValueFactory = _ => 6000 };
