@@ -11,9 +11,9 @@ using static TorchSharp.torch;
 namespace MnistClassifier.Models;
 
 /// <summary>
-/// The models <c>--model</c> can name: each maps (hidden, blocks, dropRate) to a <see cref="SequenceModule"/>.
-/// Adding a model of the library is one line in <see cref="All"/>, e.g.
-/// <c>new("lru", "LRU ...", (h, b, d) =&gt; new LRU(h, b, dropRate: d))</c>.
+/// The models <c>--model</c> can name: each maps a <see cref="NetworkSpec"/> (hidden, blocks, dropRate, sequence
+/// length) to a <see cref="SequenceModule"/>. Adding a model of the library is one line in <see cref="All"/>, e.g.
+/// <c>new("s5", "S5 ...", s =&gt; new S5(s.Hidden, s.Blocks, dropRate: s.DropRate))</c>.
 /// The classifier is <c>Sequential(LinearEncoder -&gt; model -&gt; ClassificationHead)</c>, as a user would build it.
 /// </summary>
 public static class ModelCatalog
@@ -21,23 +21,40 @@ public static class ModelCatalog
     /// <summary>Every registered model, the default first.</summary>
     public static readonly IReadOnlyList<ModelEntry> All = new ModelEntry[]
     {
-        new("lru", "LRU: diagonal complex recurrence (Orvieto et al. 2023), compiled parallel scan",
-            (h, b, d) => new LRU(h, b, dropRate: d)),
+        new("lru", "LRU: diagonal complex recurrence (Orvieto et al. 2023), compiled parallel scan; eigenvalues on the ring [0.9, 0.999] for sequences of 256+ steps",
+            s => s.SequenceLength >= LongSequence
+                ? new LRU(s.Hidden, s.Blocks, rMin: LongSequenceRMin, rMax: LongSequenceRMax, dropRate: s.DropRate)
+                : new LRU(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("deltanet", "DeltaNet: linear attention with the delta rule (Yang et al. 2024), chunked kernel",
-            (h, b, d) => new DeltaNet(h, b, dropRate: d)),
+            s => new DeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("s4d", "S4D: diagonal state-space model (Gu et al. 2022), FFT convolution",
-            (h, b, d) => new S4D(h, b, dropRate: d)),
+            s => new S4D(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("mlstm", "mLSTM: xLSTM matrix-memory layer blocks (Beck et al. 2024), chunkwise stabilized kernel",
-            (h, b, d) => new MLSTM(h, b, dropRate: d)),
+            s => new MLSTM(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("linoss", "LinOSS: damped oscillatory state-space model (Rusch & Rus 2025), 2x2-block scan",
-            (h, b, d) => new LinOSS(h, b, dropRate: d)),
+            s => new LinOSS(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("s5", "S5: HiPPO-initialized diagonal MIMO state-space model (Smith et al. 2023), parallel scan",
-            (h, b, d) => new S5(h, b, dropRate: d)),
+            s => new S5(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("conv-baseline",
             "baseline, not a state-space model: blocks of a short causal convolution (kernel 4) and a GLU",
-            (h, b, d) => new SequenceModel(h, Enumerable.Range(0, b).Select(_ =>
-                (SequenceModule)new StandardBlock(h, new ShortConvolution(h), new GLU(h), dropRate: d)))),
+            s => new SequenceModel(s.Hidden, Enumerable.Range(0, s.Blocks).Select(_ =>
+                (SequenceModule)new StandardBlock(s.Hidden, new ShortConvolution(s.Hidden), new GLU(s.Hidden), dropRate: s.DropRate)))),
     };
+
+    /// <summary>
+    /// From this sequence length on (the pixels and permuted layouts, 784 steps), <c>lru</c> initializes its
+    /// eigenvalue moduli on the ring [<see cref="LongSequenceRMin"/>, <see cref="LongSequenceRMax"/>], the LRU paper's
+    /// setting for its long image task (sequential CIFAR, 1,024 steps), instead of discretax's default [0, 1]: with
+    /// |lambda| uniform on [0, 1] most modes forget within a few steps, and memory must reach across 784 pixels. The
+    /// rows layout (28 steps) keeps the default.
+    /// </summary>
+    public const int LongSequence = 256;
+
+    /// <summary>The smallest eigenvalue modulus of <c>lru</c> at initialization for long sequences.</summary>
+    public const double LongSequenceRMin = 0.9;
+
+    /// <summary>The largest eigenvalue modulus of <c>lru</c> at initialization for long sequences.</summary>
+    public const double LongSequenceRMax = 0.999;
 
     /// <summary>The default model's name.</summary>
     public static string DefaultName => All[0].Name;
@@ -63,7 +80,7 @@ public static class ModelCatalog
         var entry = Get(spec.Model);
         return nn.Sequential(
             ("encoder", new LinearEncoder(spec.InputFeatures, spec.Hidden)),
-            ("model", entry.Create(spec.Hidden, spec.Blocks, spec.DropRate)),
+            ("model", entry.Create(spec)),
             ("head", new ClassificationHead(spec.Hidden, spec.Classes)));
     }
 }

@@ -38,6 +38,25 @@ public class ModelCatalogTests
     }
 
     [Fact]
+    public void Lru_starts_with_long_memory_on_long_sequences_only()
+    {
+        static double[] Moduli(NetworkSpec spec)
+        {
+            using var net = ModelCatalog.Build(spec);
+            var lru = (Discretax.Models.LRU)net.named_children().Single(c => c.name == "model").module;
+            var block = (Discretax.Blocks.StandardBlock)lru.blocks[0];
+            using var lambda = ((Discretax.SequenceMixers.LRUSequenceMixer)block.sequence_mixer).Lambda();
+            using var modulus = lambda.abs().to_type(ScalarType.Float64);
+            return modulus.data<double>().ToArray();
+        }
+        var pixels = Moduli(new NetworkSpec("lru", SequenceLayout.Pixels, 8, 1, 0.0, 1, 784));
+        pixels.Should().OnlyContain(r => r >= ModelCatalog.LongSequenceRMin - 1e-6 && r <= ModelCatalog.LongSequenceRMax + 1e-6);
+        // 64 moduli uniform in area on [0, 1]: the chance that none is below 0.9 is 0.19^64.
+        var rows = Moduli(new NetworkSpec("lru", SequenceLayout.Rows, 8, 1, 0.0, 28, 28));
+        rows.Should().Contain(r => r < ModelCatalog.LongSequenceRMin);
+    }
+
+    [Fact]
     public void Invalid_specs_are_refused()
     {
         var ok = new NetworkSpec(ModelCatalog.DefaultName, SequenceLayout.Rows, 8, 1, 0.1, 28, 28);
