@@ -1,3 +1,4 @@
+using System.Numerics;
 using Discretax.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -87,7 +88,8 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
         return mask;
     }
 
-    private static unsafe void Fill(float* data, long n, long chunk, ulong seed, uint threshold, float scale)
+    private static unsafe void Fill<T>(T* data, long n, long chunk, ulong seed, uint threshold, T scale)
+        where T : unmanaged, IFloatingPoint<T>
     {
         long firstPair = chunk * ChunkPairs;
         long endPair = Math.Min(firstPair + ChunkPairs, (n + 1) / 2);
@@ -95,21 +97,8 @@ public sealed class FastDropout : nn.Module<Tensor, Tensor>
         {
             ulong z = Draw(seed, k);
             long i = 2 * k;
-            data[i] = scale * Keep((uint)z, threshold);
-            if (i + 1 < n) data[i + 1] = scale * Keep((uint)(z >> 32), threshold);
-        }
-    }
-
-    private static unsafe void Fill(double* data, long n, long chunk, ulong seed, uint threshold, double scale)
-    {
-        long firstPair = chunk * ChunkPairs;
-        long endPair = Math.Min(firstPair + ChunkPairs, (n + 1) / 2);
-        for (long k = firstPair; k < endPair; k++)
-        {
-            ulong z = Draw(seed, k);
-            long i = 2 * k;
-            data[i] = scale * Keep((uint)z, threshold);
-            if (i + 1 < n) data[i + 1] = scale * Keep((uint)(z >> 32), threshold);
+            data[i] = scale * T.CreateTruncating(Keep((uint)z, threshold));
+            if (i + 1 < n) data[i + 1] = scale * T.CreateTruncating(Keep((uint)(z >> 32), threshold));
         }
     }
 
