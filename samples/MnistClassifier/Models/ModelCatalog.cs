@@ -25,8 +25,8 @@ public static class ModelCatalog
             s => s.SequenceLength >= LongSequence
                 ? new LRU(s.Hidden, s.Blocks, rMin: LongSequenceRMin, rMax: LongSequenceRMax, dropRate: s.DropRate)
                 : new LRU(s.Hidden, s.Blocks, dropRate: s.DropRate)),
-        new("deltanet", "DeltaNet: linear attention with the delta rule (Yang et al. 2024), chunked kernel",
-            s => new DeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+        new("deltanet", "DeltaNet: linear attention with the delta rule (Yang et al. 2024), chunked kernel, fla's short convolutions on q, k, v",
+            s => new DeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate, useShortConv: true)),
         new("s4d", "S4D: diagonal state-space model (Gu et al. 2022), FFT convolution",
             s => new S4D(s.Hidden, s.Blocks, dropRate: s.DropRate)),
         new("mlstm", "mLSTM: xLSTM matrix-memory layer blocks (Beck et al. 2024), chunkwise stabilized kernel",

@@ -57,6 +57,13 @@ public class ModelCatalogTests
     }
 
     [Fact]
+    public void Deltanet_uses_flas_short_convolutions()
+    {
+        using var net = ModelCatalog.Build(new NetworkSpec("deltanet", SequenceLayout.Rows, 8, 2, 0.0, 28, 28));
+        net.state_dict().Keys.Should().Contain(new[] { "model.blocks.0.sequence_mixer.q_conv1d.weight", "model.blocks.1.sequence_mixer.v_conv1d.weight" });
+    }
+
+    [Fact]
     public void Invalid_specs_are_refused()
     {
         var ok = new NetworkSpec(ModelCatalog.DefaultName, SequenceLayout.Rows, 8, 1, 0.1, 28, 28);
