@@ -26,8 +26,8 @@ internal static class NormKindExtensions
     /// <summary>
     /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm sees the input as
     /// <c>[B * L, H]</c> rows (a view of a contiguous input): the same statistics per channel over batch and time as
-    /// <c>BatchNorm1d</c> on <c>[B, H, L]</c>, but over contiguous memory (about 5x faster forward and 3x faster
-    /// forward+backward at <c>[64, 784, 64]</c>, docs/benchmarks.md "Dropout and batch norm").
+    /// <c>BatchNorm1d</c> on <c>[B, H, L]</c>, but over contiguous memory (about 4x faster forward+backward at
+    /// <c>[64, 784, 64]</c>, docs/benchmarks.md "Pixels-layout layer costs").
     /// </summary>
     /// <param name="kind">The norm kind of <paramref name="norm"/>.</param>
     /// <param name="norm">The norm module.</param>

@@ -14,8 +14,8 @@ namespace Discretax.Kernels;
 /// </code>
 /// Both are circular correlations that equal the linear ones because <c>n &gt;= L + Lk - 1</c> (the same condition
 /// as the forward's). The backward costs one batched rfft and one batched irfft, the forward's own cost;
-/// differentiating through libtorch's FFTs instead measured 4-15x the forward on CPU (docs/benchmarks.md,
-/// "FFT convolution backward"). Called as <c>apply(u, kernel)</c> with same-dtype float32/float64 tensors,
+/// differentiating through libtorch's FFTs instead made forward+backward 1.7x slower at <c>[64, 784, 64]</c> on CPU
+/// (docs/benchmarks.md, "Pixels-layout layer costs"). Called as <c>apply(u, kernel)</c> with same-dtype float32/float64 tensors,
 /// <c>u [B, L, H]</c> and <c>kernel [H, Lk]</c>, already validated; no double backward.
 /// </summary>
 internal sealed class FftConvolutionFunction : SingleTensorFunction<FftConvolutionFunction>
