@@ -8,15 +8,7 @@ public class CommandLineAppTests
 {
     private static (int Code, string Output) Run(params string[] args)
     {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 200;
+        var (console, writer) = PlainConsole.Create();
         int code = CommandLineApp.Run(args, console);
         return (code, writer.ToString());
     }

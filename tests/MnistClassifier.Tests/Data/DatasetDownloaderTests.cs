@@ -2,7 +2,6 @@ using System.Net;
 using System.Security.Cryptography;
 using MnistClassifier.Cli;
 using MnistClassifier.Data;
-using Spectre.Console;
 
 namespace MnistClassifier.Tests.Data;
 
@@ -101,15 +100,7 @@ public class DatasetDownloaderTests
     public void TheCommandPrintsTheSummaryAndAnUnknownDataSetIsAClearError()
     {
         using var dir = new TempDir();
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No,
-            ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
-            Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 300;
+        var (console, writer) = PlainConsole.Create(300);
         // The command's own data sets point at the internet; only the unknown-name path runs here without it.
         CommandLineApp.Guard(console, () => DownloadCommand.Execute("cifar", dir.Path, console, new HttpClient(new ShippedFilesHandler())))
             .Should().Be(1);

@@ -9,12 +9,7 @@ public class ConsoleReportTests
 {
     private static string Render(Spectre.Console.Rendering.IRenderable r)
     {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 200;
+        var (console, writer) = PlainConsole.Create();
         console.Write(r);
         return writer.ToString();
     }
