@@ -6,7 +6,9 @@ namespace MnistClassifier.Data;
 /// <param name="Name">The name on the command line.</param>
 /// <param name="Mirrors">Base URLs, tried in order for each file.</param>
 /// <param name="Md5">The MD5 of each published <c>.gz</c> file, by file name.</param>
-public sealed record DownloadableDataset(string Name, IReadOnlyList<Uri> Mirrors, IReadOnlyDictionary<string, string> Md5)
+/// <param name="ClassNames">The names of the ten classes, in label order.</param>
+public sealed record DownloadableDataset(string Name, IReadOnlyList<Uri> Mirrors, IReadOnlyDictionary<string, string> Md5,
+    IReadOnlyList<string> ClassNames)
 {
     /// <summary>
     /// MNIST: the mirror torchvision uses first, then Yann LeCun's original site; the MD5s of the published files
@@ -20,7 +22,8 @@ public sealed record DownloadableDataset(string Name, IReadOnlyList<Uri> Mirrors
             ["train-labels-idx1-ubyte.gz"] = "d53e105ee54ea40749a09fcbcd1e9432",
             ["t10k-images-idx3-ubyte.gz"] = "9fb629c4189551a2d022fa330f9573f3",
             ["t10k-labels-idx1-ubyte.gz"] = "ec29112dd5afa0611ce80d1b7f02629c",
-        });
+        },
+        DataSource.DigitClassNames);
 
     /// <summary>
     /// Fashion-MNIST (MIT licence, Zalando Research): its S3 site, then its GitHub repository; the MD5s of the published
@@ -39,7 +42,8 @@ public sealed record DownloadableDataset(string Name, IReadOnlyList<Uri> Mirrors
             ["train-labels-idx1-ubyte.gz"] = "25c81989df183df01b3e8a0aad5dffbe",
             ["t10k-images-idx3-ubyte.gz"] = "bef4ecab320f06d8554ea6380940ec79",
             ["t10k-labels-idx1-ubyte.gz"] = "bb300cfdad3c16e7a12a480ee83cd310",
-        });
+        },
+        DataSource.FashionClassNames);
 
     /// <summary>The data sets by name.</summary>
     public static readonly IReadOnlyList<DownloadableDataset> All = new[] { Mnist, FashionMnist };
@@ -97,8 +101,7 @@ public sealed class DatasetDownloader
             var source = await FetchAsync(dataset, name, md5, target, cancellation);
             report?.Invoke($"{name}: downloaded from {source}");
         }
-        var classes = dataset == DownloadableDataset.FashionMnist ? DataSource.FashionClassNames : DataSource.DigitClassNames;
-        return MnistData.Load(new DataSource(full, $"{dataset.Name} in {full}", classes));
+        return MnistData.Load(new DataSource(full, $"{dataset.Name} in {full}", dataset.ClassNames));
     }
 
     private async Task<Uri> FetchAsync(DownloadableDataset dataset, string name, string md5, string target, CancellationToken cancellation)

@@ -17,7 +17,8 @@ public class DatasetDownloaderTests
 
     private static DownloadableDataset Served(params string[] mirrors) => new("test-set",
         mirrors.Select(m => new Uri(m)).ToArray(),
-        MnistData.FileNames.ToDictionary(n => n + ".gz", n => Md5(Path.Combine(EmbeddedDir, n + ".gz"))));
+        MnistData.FileNames.ToDictionary(n => n + ".gz", n => Md5(Path.Combine(EmbeddedDir, n + ".gz"))),
+        DataSource.FashionClassNames);
 
     /// <summary>Serves the embedded files under <c>good</c> mirrors; <c>broken</c> answers 404 and <c>corrupt</c> serves bytes that fail the checksum.</summary>
     private sealed class ShippedFilesHandler : HttpMessageHandler
@@ -51,6 +52,7 @@ public class DatasetDownloaderTests
 
         data.Train.Count.Should().Be(TestData.Embedded.Train.Count);
         data.Test.Count.Should().Be(TestData.Embedded.Test.Count);
+        data.Source.ClassNames.Should().Equal(DataSource.FashionClassNames);
         foreach (var n in MnistData.FileNames)
             File.ReadAllBytes(Path.Combine(target, n + ".gz")).Should().Equal(File.ReadAllBytes(Path.Combine(EmbeddedDir, n + ".gz")));
         Directory.GetFiles(target).Should().HaveCount(4, "no temporary file is left behind");
