@@ -34,4 +34,20 @@ public static class TestUtil
         using var d = t.detach().to(ScalarType.Float64).cpu().contiguous();
         return d.data<double>().ToArray();
     }
+
+    /// <summary>
+    /// A float32 input gives a float32 output, and its bfloat16 rounding a bfloat16 output within relative RMS
+    /// <paramref name="tolerance"/> of the float32 output of that same rounded input (so only the computation's
+    /// precision, not the input's rounding, is measured).
+    /// </summary>
+    public static void KeepsFloat32AndBFloat16Dtypes(nn.Module<Tensor, Tensor> module, Tensor x, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        x.dtype.Should().Be(ScalarType.Float32);
+        module.forward(x).dtype.Should().Be(ScalarType.Float32);
+        var xh = x.to(ScalarType.BFloat16);
+        var yh = module.forward(xh);
+        yh.dtype.Should().Be(ScalarType.BFloat16);
+        RelRms(yh, module.forward(xh.to(ScalarType.Float32))).Should().BeLessThan(tolerance);
+    }
 }

@@ -88,12 +88,7 @@ public class LRUSequenceMixerTests
         using var m = new LRUSequenceMixer(4, 8);
         var g = new Generator(32);
         using var x = TestUtil.Randn(g, new long[] { 2, 9, 4 }, ScalarType.Float32);
-        using var y = m.forward(x);
-        y.dtype.Should().Be(ScalarType.Float32);
-        using var xh = x.to(ScalarType.BFloat16);
-        using var yh = m.forward(xh);
-        yh.dtype.Should().Be(ScalarType.BFloat16);
-        TestUtil.RelRms(yh, m.forward(xh.to(ScalarType.Float32))).Should().BeLessThan(2e-2);
+        TestUtil.KeepsFloat32AndBFloat16Dtypes(m, x, 2e-2);
     }
 
     [Fact]

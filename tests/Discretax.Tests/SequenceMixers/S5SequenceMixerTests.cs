@@ -300,13 +300,7 @@ public class S5SequenceMixerTests
         using var m = new S5SequenceMixer(4, 8);
         var g = new Generator(44);
         using var x = TestUtil.Randn(g, new long[] { 2, 9, 4 }, ScalarType.Float32);
-        using var y = m.forward(x);
-        y.dtype.Should().Be(ScalarType.Float32);
-        using var xh = x.to(ScalarType.BFloat16);
-        using var yh = m.forward(xh);
-        yh.dtype.Should().Be(ScalarType.BFloat16);
-        using var y32 = m.forward(xh.to(ScalarType.Float32));
-        TestUtil.RelRms(yh, y32).Should().BeLessThan(2e-2);
+        TestUtil.KeepsFloat32AndBFloat16Dtypes(m, x, 2e-2);
         var (_, state) = m.Stream(x);
         using (state) state["x"].dtype.Should().Be(ScalarType.ComplexFloat32);
     }
