@@ -9,7 +9,7 @@ namespace Discretax.Utilities;
 /// (or <see cref="ArgumentOutOfRangeException"/>) naming the argument, what was expected and what came,
 /// thrown before any native call can fail on it.
 /// </summary>
-public static class Check
+internal static class Check
 {
     /// <summary>Formats a shape as <c>[2, 3, 4]</c>.</summary>
     public static string Shape(long[] shape) => "[" + string.Join(", ", shape) + "]";
@@ -49,6 +49,31 @@ public static class Check
     {
         if (value < min) throw new ArgumentOutOfRangeException(paramName, value, $"Expected a value of at least {min}; got {value}.");
     }
+
+    /// <summary>Throws unless <paramref name="p"/> is a probability in <c>[0, 1)</c> (a dropout rate).</summary>
+    public static void DropRate(double p, [CallerArgumentExpression(nameof(p))] string? paramName = null)
+    {
+        if (!(p >= 0 && p < 1)) throw new ArgumentOutOfRangeException(paramName, p, $"Expected a dropout probability in [0, 1); got {p}.");
+    }
+
+    /// <summary>Throws unless <paramref name="value"/> is positive and finite.</summary>
+    public static void PositiveFinite(double value, [CallerArgumentExpression(nameof(value))] string? paramName = null)
+    {
+        if (!(value > 0 && double.IsFinite(value)))
+            throw new ArgumentOutOfRangeException(paramName, value, $"Expected a positive finite value; got {value}.");
+    }
+
+    /// <summary>Throws unless <paramref name="value"/> is a named member of its enum.</summary>
+    public static void Defined<TEnum>(TEnum value, [CallerArgumentExpression(nameof(value))] string? paramName = null)
+        where TEnum : struct, Enum
+    {
+        if (!Enum.IsDefined(value))
+            throw new ArgumentOutOfRangeException(paramName, value, $"Unknown {typeof(TEnum).Name} value {value}; expected one of {string.Join(", ", Enum.GetNames<TEnum>())}.");
+    }
+
+    /// <summary>Whether two devices are the same device (type and index; an unset index matches any).</summary>
+    public static bool SameDevice(Device a, Device b) =>
+        a.type == b.type && (a.index < 0 || b.index < 0 || a.index == b.index);
 
     /// <summary>Throws unless <paramref name="value"/> lies in <c>[min, max]</c>.</summary>
     public static void InRange(double value, double min, double max, [CallerArgumentExpression(nameof(value))] string? paramName = null)
@@ -92,7 +117,7 @@ public static class Check
     /// <summary>Throws unless <paramref name="t"/> is on the device of <paramref name="reference"/> (named <paramref name="referenceName"/>).</summary>
     public static void SameDevice(Tensor reference, Tensor t, string referenceName, [CallerArgumentExpression(nameof(t))] string? paramName = null)
     {
-        if (t.device_type != reference.device_type || t.device_index != reference.device_index)
+        if (!SameDevice(t.device, reference.device))
             throw new ArgumentException($"Expected a tensor on the device of {referenceName} ({reference.device}); got one on {t.device}.", paramName);
     }
 
