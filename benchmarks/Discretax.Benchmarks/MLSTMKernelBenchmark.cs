@@ -41,7 +41,7 @@ public class MLSTMKernelBenchmark
         _f = randn(new long[] { 4, 4, l }, generator: g).add_(3.0);
     }
 
-    private (Tensor, MLSTMState) Run(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f) =>
+    private (Tensor, MLSTMKernelState) Run(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f) =>
         _chunkwise ? MLSTMKernel.Chunkwise(q, k, v, i, f, 64) : MLSTMKernel.Recurrent(q, k, v, i, f);
 
     [Benchmark]

@@ -18,7 +18,7 @@ namespace Discretax.Blocks;
 /// </code>
 /// Unlike <see cref="StandardBlock"/> there is no activation and no dropout around the sequence mixer (the mLSTM
 /// layer applies its own output dropout). The default norm is xLSTM's: layer norm with a gain and no bias, eps 1e-5.
-/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the mixer's state (child 0).
+/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the mixer's state in a <see cref="BlockState"/>.
 /// </summary>
 public sealed class MLSTMBlock : SequenceModule
 {
@@ -43,26 +43,26 @@ public sealed class MLSTMBlock : SequenceModule
     /// <param name="ffn">An optional channel mixer <c>H -> H</c> (e.g. <see cref="GLU"/>).</param>
     /// <param name="dropRate">Dropout probability on the channel mixer's output, in [0, 1).</param>
     /// <param name="prenorm">Normalize the input of each branch (true) or the sum after it (false).</param>
-    /// <param name="norm">The norm kind: <see cref="NormKind.Layer"/> (default, gain only, as xLSTM),
-    /// <see cref="NormKind.Rms"/> or <see cref="NormKind.Batch"/>.</param>
+    /// <param name="norm">The norm kind: <see cref="NormKind.XLSTMLayer"/> (default: layer norm with a gain and no bias,
+    /// as xLSTM), <see cref="NormKind.Layer"/> (gain and bias), <see cref="NormKind.Rms"/> or <see cref="NormKind.Batch"/>.</param>
     public MLSTMBlock(long inFeatures, SequenceModule xlstm, ChannelMixer? ffn = null, double dropRate = 0.0,
-        bool prenorm = true, NormKind norm = NormKind.Layer)
-        : base(nameof(MLSTMBlock), inFeatures)
+        bool prenorm = true, NormKind norm = NormKind.XLSTMLayer)
+        : base(nameof(MLSTMBlock), Check.Dim(inFeatures))
     {
         ArgumentNullException.ThrowIfNull(xlstm);
         if (xlstm.InFeatures != inFeatures)
             throw new ArgumentException($"The sequence mixer takes {xlstm.InFeatures} features; the block has {inFeatures}.", nameof(xlstm));
         if (ffn is not null && (ffn.InFeatures != inFeatures || ffn.OutFeatures != inFeatures))
             throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {ffn.InFeatures} -> {ffn.OutFeatures}.", nameof(ffn));
-        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
-        if (!Enum.IsDefined(norm)) throw new ArgumentOutOfRangeException(nameof(norm), norm, "Unknown norm kind.");
+        Check.DropRate(dropRate);
+        Check.Defined(norm);
         Prenorm = prenorm;
         Norm = norm;
-        xlstm_norm = MakeNorm(inFeatures, norm);
+        xlstm_norm = Norms.Create(norm, inFeatures);
         this.xlstm = xlstm;
         if (ffn is not null)
         {
-            ffn_norm = MakeNorm(inFeatures, norm);
+            ffn_norm = Norms.Create(norm, inFeatures);
             this.ffn = ffn;
         }
         drop = new FastDropout(dropRate);
@@ -76,21 +76,17 @@ public sealed class MLSTMBlock : SequenceModule
     public NormKind Norm { get; }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var h = Prenorm ? x + xlstm.forward(ApplyNorm(xlstm_norm, x)) : ApplyNorm(xlstm_norm, x + xlstm.forward(x));
-        return FeedForward(h);
+        var (mixed, mixerState) = RunChild(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x) : x, ((BlockState?)state)?.Mixer, returnState);
+        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed);
+        return (FeedForward(h), mixerState is null ? null : new BlockState(mixerState));
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
-    {
-        if (state is not null && state.Children.Count != 1)
-            throw new ArgumentException($"Expected a block state with one child (the mixer's state); got {state.Children.Count}.", nameof(state));
-        var (mixed, mixerState) = xlstm.Stream(Prenorm ? ApplyNorm(xlstm_norm, x) : x, state?.Children[0]);
-        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed);
-        return (FeedForward(h), new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { mixerState }));
-    }
+    protected internal override void CheckState(StreamingState state) =>
+        CheckChildState(xlstm, StreamingState.Expect<BlockState>(state, nameof(MLSTMBlock)).Mixer);
 
     private Tensor FeedForward(Tensor h)
     {
@@ -99,13 +95,6 @@ public sealed class MLSTMBlock : SequenceModule
             ? h + drop.forward(ffn.forward(ApplyNorm(ffn_norm!, h)))
             : ApplyNorm(ffn_norm!, h + drop.forward(ffn.forward(h)));
     }
-
-    private static nn.Module<Tensor, Tensor> MakeNorm(long features, NormKind norm) => norm switch
-    {
-        NormKind.Layer => nn.LayerNorm(features, eps: 1e-5, elementwise_affine: true, bias: false),
-        NormKind.Rms => new RMSNorm(features),
-        _ => nn.BatchNorm1d(features, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
-    };
 
     private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x) => Norm.Apply(n, x);
 }

@@ -1,9 +1,6 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Discretax.Blocks;
 
-/// <summary>The normalization of a <see cref="StandardBlock"/>.</summary>
+/// <summary>The normalization of a block (<see cref="StandardBlock"/>, <see cref="MLSTMBlock"/>), made by <see cref="Norms.Create"/>.</summary>
 public enum NormKind
 {
     /// <summary>
@@ -13,27 +10,14 @@ public enum NormKind
     /// </summary>
     Batch,
 
-    /// <summary>Layer normalization over the features, with a learned gain and bias.</summary>
+    /// <summary>Layer normalization over the features with a learned gain and bias, eps 1e-5: equinox's
+    /// <c>LayerNorm</c> as discretax's blocks use it (and PyTorch's <c>nn.LayerNorm</c> default).</summary>
     Layer,
 
     /// <summary>RMS normalization over the features (<see cref="Layers.RMSNorm"/>), with a learned gain.</summary>
     Rms,
-}
 
-/// <summary>Applies a block's norm module to <c>[..., H]</c> features.</summary>
-internal static class NormKindExtensions
-{
-    /// <summary>
-    /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm sees the input as
-    /// <c>[B * L, H]</c> rows (a view of a contiguous input): the same statistics per channel over batch and time as
-    /// <c>BatchNorm1d</c> on <c>[B, H, L]</c>, but over contiguous memory (about 4x faster forward+backward at
-    /// <c>[64, 784, 64]</c>, docs/benchmarks.md "Pixels-layout layer costs").
-    /// </summary>
-    /// <param name="kind">The norm kind of <paramref name="norm"/>.</param>
-    /// <param name="norm">The norm module.</param>
-    /// <param name="x">The input, features last.</param>
-    internal static Tensor Apply(this NormKind kind, nn.Module<Tensor, Tensor> norm, Tensor x) =>
-        kind == NormKind.Batch
-            ? norm.forward(x.reshape(-1, x.shape[^1])).reshape(x.shape)
-            : norm.forward(x);
+    /// <summary>Layer normalization over the features with a learned gain and no bias, eps 1e-5: xLSTM's
+    /// <c>LayerNorm</c> (xlstm-jax / NX-AI xlstm, <c>bias=False</c>), the default of <see cref="MLSTMBlock"/>.</summary>
+    XLSTMLayer,
 }

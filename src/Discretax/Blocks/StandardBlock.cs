@@ -20,7 +20,7 @@ namespace Discretax.Blocks;
 /// x = skip + x
 /// if !prenorm: x = norm(x)
 /// </code>
-/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the sequence mixer's state.
+/// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the sequence mixer's state in a <see cref="BlockState"/>.
 /// </summary>
 public sealed class StandardBlock : SequenceModule
 {
@@ -45,7 +45,7 @@ public sealed class StandardBlock : SequenceModule
     /// <param name="norm">The normalization kind.</param>
     public StandardBlock(long inFeatures, SequenceModule sequenceMixer, ChannelMixer channelMixer,
         double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
-        : base(nameof(StandardBlock), inFeatures)
+        : base(nameof(StandardBlock), Check.Dim(inFeatures))
     {
         ArgumentNullException.ThrowIfNull(sequenceMixer);
         ArgumentNullException.ThrowIfNull(channelMixer);
@@ -53,16 +53,11 @@ public sealed class StandardBlock : SequenceModule
             throw new ArgumentException($"The sequence mixer takes {sequenceMixer.InFeatures} features; the block has {inFeatures}.", nameof(sequenceMixer));
         if (channelMixer.InFeatures != inFeatures || channelMixer.OutFeatures != inFeatures)
             throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {channelMixer.InFeatures} -> {channelMixer.OutFeatures}.", nameof(channelMixer));
-        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
+        Check.DropRate(dropRate);
+        Check.Defined(norm);
         Prenorm = prenorm;
         Norm = norm;
-        this.norm = norm switch
-        {
-            NormKind.Batch => nn.BatchNorm1d(inFeatures, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
-            NormKind.Layer => nn.LayerNorm(inFeatures),
-            NormKind.Rms => new RMSNorm(inFeatures),
-            _ => throw new ArgumentOutOfRangeException(nameof(norm), norm, "Unknown norm kind."),
-        };
+        this.norm = Norms.Create(norm, inFeatures);
         sequence_mixer = sequenceMixer;
         channel_mixer = channelMixer;
         drop = new FastDropout(dropRate);
@@ -76,21 +71,17 @@ public sealed class StandardBlock : SequenceModule
     public NormKind Norm { get; }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
         var h = Prenorm ? ApplyNorm(x) : x;
-        h = sequence_mixer.forward(h);
-        return Finish(x, h);
+        var (mixed, mixerState) = RunChild(sequence_mixer, h, ((BlockState?)state)?.Mixer, returnState);
+        return (Finish(x, mixed), mixerState is null ? null : new BlockState(mixerState));
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
-    {
-        var h = Prenorm ? ApplyNorm(x) : x;
-        var (mixed, mixerState) = sequence_mixer.Stream(h, state?.Children[0]);
-        var y = Finish(x, mixed);
-        return (y, new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { mixerState }));
-    }
+    protected internal override void CheckState(StreamingState state) =>
+        CheckChildState(sequence_mixer, StreamingState.Expect<BlockState>(state, nameof(StandardBlock)).Mixer);
 
     private Tensor Finish(Tensor skip, Tensor mixed)
     {

@@ -37,7 +37,7 @@ public sealed class TransformerBlock : SequenceModule
     /// <param name="ffHiddenDim">The SwiGLU intermediate width.</param>
     /// <param name="numHeads">Attention heads (<paramref name="dModel"/> must be divisible by it).</param>
     public TransformerBlock(long dModel, int chunkSize, long ffHiddenDim, int numHeads = 1)
-        : base(nameof(TransformerBlock), dModel)
+        : base(nameof(TransformerBlock), Check.Dim(dModel))
     {
         Check.AtLeast(ffHiddenDim, 1);
         norm1 = new RMSNorm(dModel);
@@ -48,18 +48,16 @@ public sealed class TransformerBlock : SequenceModule
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <remarks>The state is a <see cref="BlockState"/> holding the attention's <see cref="DeltaNetState"/>.</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var h = x + attention.forward(norm1.forward(x));
-        return h + ffn.forward(norm2.forward(h));
+        var (a, s) = RunChild(attention, norm1.forward(x), ((BlockState?)state)?.Mixer, returnState);
+        var h = x + a;
+        var y = h + ffn.forward(norm2.forward(h));
+        return (y, s is null ? null : new BlockState(s));
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
-    {
-        var (a, s) = attention.Stream(norm1.forward(x), state?.Children[0]);
-        var h = x + a;
-        var y = h + ffn.forward(norm2.forward(h));
-        return (y, new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { s }));
-    }
+    protected internal override void CheckState(StreamingState state) =>
+        CheckChildState(attention, StreamingState.Expect<BlockState>(state, nameof(TransformerBlock)).Mixer);
 }

@@ -52,8 +52,8 @@ public static class MLSTMKernel
     /// <c>m [B, NH]</c>), or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
     /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
-    public static (Tensor Output, MLSTMState FinalState) Chunkwise(Tensor q, Tensor k, Tensor v,
-        Tensor inputGate, Tensor forgetGate, int chunkSize = 64, MLSTMState? initialState = null,
+    public static (Tensor Output, MLSTMKernelState FinalState) Chunkwise(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, int chunkSize = 64, MLSTMKernelState? initialState = null,
         double eps = 1e-6)
     {
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
@@ -68,7 +68,7 @@ public static class MLSTMKernel
                 Chunkwise(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
                     inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, state, eps),
                 release: state => state.Dispose());
-            return (joined.MoveToOuterDisposeScope(), (MLSTMState)final.MoveToOuterDisposeScope());
+            return (joined.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
         }
 
         var ct = ComputeType(q.dtype);
@@ -154,7 +154,7 @@ public static class MLSTMKernel
         if (pad > 0) output = output.narrow(2, 0, length);
         output = output.to(q.dtype);
 
-        var state = new MLSTMState(c, n, m, q.dtype);
+        var state = new MLSTMKernelState(c, n, m);
         output.MoveToOuterDisposeScope();
         state.MoveToOuterDisposeScope();
         return (output, state);
@@ -171,8 +171,8 @@ public static class MLSTMKernel
     /// <param name="initialState">The state to continue from, or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
     /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
-    public static (Tensor Output, MLSTMState FinalState) Recurrent(Tensor q, Tensor k, Tensor v,
-        Tensor inputGate, Tensor forgetGate, MLSTMState? initialState = null, double eps = 1e-6)
+    public static (Tensor Output, MLSTMKernelState FinalState) Recurrent(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, MLSTMKernelState? initialState = null, double eps = 1e-6)
     {
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
 
@@ -221,7 +221,7 @@ public static class MLSTMKernel
         }
 
         var output = stack(outputs, 2).to(q.dtype);
-        var state = new MLSTMState(c, n, m, q.dtype);
+        var state = new MLSTMKernelState(c, n, m);
         output.MoveToOuterDisposeScope();
         state.MoveToOuterDisposeScope();
         return (output, state);
@@ -285,7 +285,7 @@ public static class MLSTMKernel
     private static ScalarType ComputeType(ScalarType dtype) =>
         dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
-    private static (Tensor C, Tensor N, Tensor M) InitialState(MLSTMState? state, long batch, long heads, long dk, long dv,
+    private static (Tensor C, Tensor N, Tensor M) InitialState(MLSTMKernelState? state, long batch, long heads, long dk, long dv,
         ScalarType ct, Device device)
     {
         if (state is null)
@@ -298,7 +298,7 @@ public static class MLSTMKernel
     }
 
     private static (long B, long NH, long L, long Dk, long Dv) Validate(Tensor q, Tensor k, Tensor v,
-        Tensor inputGate, Tensor forgetGate, MLSTMState? initialState, double eps)
+        Tensor inputGate, Tensor forgetGate, MLSTMKernelState? initialState, double eps)
     {
         var (batch, heads, length, dk, dv) = Check.QueryKeyValue(q, k, v);
         Check.RealFloating(inputGate);
@@ -316,11 +316,14 @@ public static class MLSTMKernel
             throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a finite eps of at least 0; got {eps}.");
         if (initialState is not null)
         {
-            initialState.CheckCompatible(batch, q.device, nameof(initialState));
-            if (initialState.NumHeads != heads || initialState.KeyDim != dk || initialState.ValueDim != dv)
+            var (c, n, m) = initialState;
+            if (!c.shape.SequenceEqual(new[] { batch, heads, dk, dv }) || !n.shape.SequenceEqual(new[] { batch, heads, dk })
+                || !m.shape.SequenceEqual(new[] { batch, heads }))
                 throw new ArgumentException(
-                    $"Expected an initial state with C of shape [{batch}, {heads}, {dk}, {dv}]; got C {Check.Shape(initialState.C)}.",
+                    $"Expected an initial state with C [{batch}, {heads}, {dk}, {dv}], n [{batch}, {heads}, {dk}], m [{batch}, {heads}]; got C {Check.Shape(c)}, n {Check.Shape(n)}, m {Check.Shape(m)}.",
                     nameof(initialState));
+            if (!Check.SameDevice(c.device, q.device) || !Check.SameDevice(n.device, q.device) || !Check.SameDevice(m.device, q.device))
+                throw new ArgumentException($"Expected an initial state on q's device {q.device}; got C on {c.device}.", nameof(initialState));
         }
         return (batch, heads, length, dk, dv);
     }

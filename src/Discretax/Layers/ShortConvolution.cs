@@ -26,7 +26,7 @@ public sealed class ShortConvolution : SequenceModule
     /// <param name="useSilu">Whether to apply SiLU to the output (fla's default).</param>
     /// <param name="useBias">Whether to add a per-channel bias.</param>
     public ShortConvolution(long channels, int kernelSize = 4, bool useSilu = true, bool useBias = false)
-        : base(nameof(ShortConvolution), channels)
+        : base(nameof(ShortConvolution), Check.Dim(channels))
     {
         Check.AtLeast(kernelSize, 1);
         KernelSize = kernelSize;
@@ -45,25 +45,24 @@ public sealed class ShortConvolution : SequenceModule
     public bool UseSilu { get; }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <remarks>The state is a <see cref="ShortConvolutionState"/>: the last K-1 inputs (zeros before the start).</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var padded = nn.functional.pad(x, new long[] { 0, 0, KernelSize - 1, 0 });
-        return Convolve(padded);
+        var cache = ((ShortConvolutionState?)state)?.Cache;
+        var full = cache is null
+            ? nn.functional.pad(x, new long[] { 0, 0, KernelSize - 1, 0 })
+            : cat(new[] { cache, x }, 1);
+        var y = Convolve(full);
+        if (!returnState) return (y, null);
+        var next = full.narrow(1, full.shape[1] - (KernelSize - 1), KernelSize - 1).clone();
+        return (y, new ShortConvolutionState(next, x.dtype));
     }
 
     /// <inheritdoc />
-    /// <remarks>The state holds <c>cache [B, K-1, H]</c>: the last K-1 inputs (zeros before the start).</remarks>
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
-    {
-        long b = x.shape[0];
-        var cache = state is null
-            ? zeros(b, KernelSize - 1, InFeatures, dtype: x.dtype, device: x.device)
-            : state["cache"].to(x.dtype);
-        var full = cat(new[] { cache, x }, 1);
-        var y = Convolve(full);
-        var next = full.narrow(1, full.shape[1] - (KernelSize - 1), KernelSize - 1).clone();
-        return (y, new StreamingState(b, x.device, x.dtype, new[] { KeyValuePair.Create("cache", next) }));
-    }
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<ShortConvolutionState>(state, Describe()).Validate(KernelSize, InFeatures, Describe());
+
+    private string Describe() => $"ShortConvolution(channels: {InFeatures}, kernelSize: {KernelSize})";
 
     // [B, L + K - 1, H] -> [B, L, H]: a depthwise convolution with no padding.
     private Tensor Convolve(Tensor padded)

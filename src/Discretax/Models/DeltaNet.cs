@@ -28,19 +28,10 @@ public sealed class DeltaNet : SequenceModel
     public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 64,
         double dropRate = 0.1, bool prenorm = true, bool useShortConv = false, bool useOutputNorm = false,
         bool useOutputGate = false)
-        : base(nameof(DeltaNet), hiddenDim, Blocks(hiddenDim, numBlocks, numHeads, headDim, chunkSize, dropRate, prenorm,
-            useShortConv, useOutputNorm, useOutputGate))
+        : base(nameof(DeltaNet), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
+            h => new DeltaNetSequenceMixer(h, numHeads, headDim, chunkSize, useShortConv: useShortConv,
+                useOutputNorm: useOutputNorm, useOutputGate: useOutputGate),
+            h => new GLU(h, useBias: false), dropRate, prenorm))
     {
-    }
-
-    private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, int numHeads, int? headDim,
-        int chunkSize, double dropRate, bool prenorm, bool useShortConv, bool useOutputNorm, bool useOutputGate)
-    {
-        Check.AtLeast(numBlocks, 1);
-        for (int i = 0; i < numBlocks; i++)
-            yield return new StandardBlock(hiddenDim,
-                new DeltaNetSequenceMixer(hiddenDim, numHeads, headDim, chunkSize, useShortConv: useShortConv,
-                    useOutputNorm: useOutputNorm, useOutputGate: useOutputGate),
-                new GLU(hiddenDim, useBias: false), dropRate, prenorm);
     }
 }

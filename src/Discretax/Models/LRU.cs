@@ -24,16 +24,8 @@ public sealed class LRU : SequenceModel
     /// <param name="useBias">Biases in the GLU channel mixers.</param>
     public LRU(long hiddenDim, int numBlocks = 4, long stateDim = 64, double rMin = 0.0, double rMax = 1.0,
         double maxPhase = 2 * Math.PI, double dropRate = 0.1, bool prenorm = true, bool useBias = true)
-        : base(nameof(LRU), hiddenDim, Blocks(hiddenDim, numBlocks, stateDim, rMin, rMax, maxPhase, dropRate, prenorm, useBias))
+        : base(nameof(LRU), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
+            h => new LRUSequenceMixer(h, stateDim, rMin, rMax, maxPhase), h => new GLU(h, useBias: useBias), dropRate, prenorm))
     {
-    }
-
-    private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, long stateDim, double rMin, double rMax,
-        double maxPhase, double dropRate, bool prenorm, bool useBias)
-    {
-        Check.AtLeast(numBlocks, 1);
-        for (int i = 0; i < numBlocks; i++)
-            yield return new StandardBlock(hiddenDim, new LRUSequenceMixer(hiddenDim, stateDim, rMin, rMax, maxPhase),
-                new GLU(hiddenDim, useBias: useBias), dropRate, prenorm);
     }
 }

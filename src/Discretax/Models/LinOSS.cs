@@ -26,16 +26,9 @@ public sealed class LinOSS : SequenceModel
     /// <param name="useBias">Biases in the GLU channel mixers.</param>
     public LinOSS(long hiddenDim, int numBlocks = 4, long stateDim = 64, LinOSSDiscretization discretization = LinOSSDiscretization.IMEX,
         bool damping = true, double rMin = 0.9, double thetaMax = Math.PI, double dropRate = 0.1, bool prenorm = true, bool useBias = true)
-        : base(nameof(LinOSS), hiddenDim, Blocks(hiddenDim, numBlocks, stateDim, discretization, damping, rMin, thetaMax, dropRate, prenorm, useBias))
+        : base(nameof(LinOSS), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
+            h => new LinOSSSequenceMixer(h, stateDim, discretization, damping, rMin, thetaMax), h => new GLU(h, useBias: useBias),
+            dropRate, prenorm))
     {
-    }
-
-    private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, long stateDim, LinOSSDiscretization discretization,
-        bool damping, double rMin, double thetaMax, double dropRate, bool prenorm, bool useBias)
-    {
-        Check.AtLeast(numBlocks, 1);
-        for (int i = 0; i < numBlocks; i++)
-            yield return new StandardBlock(hiddenDim, new LinOSSSequenceMixer(hiddenDim, stateDim, discretization, damping, rMin, thetaMax),
-                new GLU(hiddenDim, useBias: useBias), dropRate, prenorm);
     }
 }

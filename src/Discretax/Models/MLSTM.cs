@@ -23,8 +23,8 @@ namespace Discretax.Models;
 /// </summary>
 public sealed class MLSTM : SequenceModel
 {
-    /// <summary>The layer norm after the last block (null without it).</summary>
-    public nn.Module<Tensor, Tensor>? post_blocks_norm;
+    /// <summary>The layer norm after the last block (<c>post_blocks_norm</c>, xLSTM's name), or null without it.</summary>
+    public nn.Module<Tensor, Tensor>? post_blocks_norm => final_norm;
 
     /// <summary>Creates the model.</summary>
     /// <param name="hiddenDim">The feature size H of every block.</param>
@@ -35,7 +35,7 @@ public sealed class MLSTM : SequenceModel
     /// <param name="dropRate">Dropout on each layer's output (the layer's <c>dropout</c>) and on the channel mixer's output.</param>
     /// <param name="prenorm">Pre-norm residual blocks (true, as xLSTM) or post-norm.</param>
     /// <param name="useGlu">Add a <see cref="GLU"/> channel mixer branch to every block.</param>
-    /// <param name="norm">The block norm (default: layer norm with gain only, as xLSTM).</param>
+    /// <param name="norm">The block norm (default <see cref="NormKind.XLSTMLayer"/>: layer norm with a gain only, as xLSTM).</param>
     /// <param name="addPostBlocksNorm">With prenorm, a layer norm (gain only) after the last block, as xLSTM's
     /// <c>add_post_blocks_norm</c> (default true); ignored with post-norm.</param>
     /// <param name="conv1dKernelSize">The layer's convolution kernel size.</param>
@@ -45,32 +45,14 @@ public sealed class MLSTM : SequenceModel
     /// <param name="gateInput">The layer's gate input.</param>
     /// <param name="gateSoftCap">The layer's gate soft cap (null for none).</param>
     public MLSTM(long hiddenDim, int numBlocks = 4, int numHeads = 4, double projFactor = 2.0, int chunkSize = 64,
-        double dropRate = 0.1, bool prenorm = true, bool useGlu = false, NormKind norm = NormKind.Layer,
+        double dropRate = 0.1, bool prenorm = true, bool useGlu = false, NormKind norm = NormKind.XLSTMLayer,
         bool addPostBlocksNorm = true, int conv1dKernelSize = 4, int qkvProjBlocksize = 4,
         MLSTMLayerType layerType = MLSTMLayerType.MLSTM, MLSTMNormType normType = MLSTMNormType.LayerNorm,
         MLSTMGateInput gateInput = MLSTMGateInput.Qkv, double? gateSoftCap = null)
-        : base(nameof(MLSTM), hiddenDim, Build(hiddenDim, numBlocks, numHeads, projFactor, chunkSize, dropRate, prenorm,
-            useGlu, norm, conv1dKernelSize, qkvProjBlocksize, layerType, normType, gateInput, gateSoftCap))
+        : base(nameof(MLSTM), Check.Dim(hiddenDim), Build(hiddenDim, numBlocks, numHeads, projFactor, chunkSize, dropRate, prenorm,
+            useGlu, norm, conv1dKernelSize, qkvProjBlocksize, layerType, normType, gateInput, gateSoftCap),
+            prenorm && addPostBlocksNorm ? NormKind.XLSTMLayer : null, finalNormName: "post_blocks_norm")
     {
-        if (prenorm && addPostBlocksNorm)
-        {
-            post_blocks_norm = nn.LayerNorm(hiddenDim, eps: 1e-5, elementwise_affine: true, bias: false);
-            register_module(nameof(post_blocks_norm), post_blocks_norm);
-        }
-    }
-
-    /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
-    {
-        var h = base.ForwardBatched(x);
-        return post_blocks_norm is null ? h : post_blocks_norm.forward(h);
-    }
-
-    /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
-    {
-        var (h, next) = base.StreamBatched(x, state);
-        return (post_blocks_norm is null ? h : post_blocks_norm.forward(h), next);
     }
 
     private static IEnumerable<SequenceModule> Build(long hiddenDim, int numBlocks, int numHeads, double projFactor,
@@ -79,7 +61,7 @@ public sealed class MLSTM : SequenceModel
     {
         Check.AtLeast(hiddenDim, 1);
         Check.AtLeast(numBlocks, 1);
-        if (!(dropRate >= 0 && dropRate < 1)) throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
+        Check.DropRate(dropRate);
         var blocks = new List<SequenceModule>(numBlocks);
         for (int i = 0; i < numBlocks; i++)
         {

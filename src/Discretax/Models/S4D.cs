@@ -32,27 +32,12 @@ public sealed class S4D : SequenceModel
     /// <exception cref="ArgumentOutOfRangeException">A size, step bound or rate is out of range.</exception>
     public S4D(long hiddenDim, int numBlocks = 4, long stateDim = 64, double dtMin = 0.001, double dtMax = 0.1,
         double dropRate = 0.1, bool prenorm = true, bool useBias = true)
-        : base(nameof(S4D), hiddenDim, MakeBlocks(hiddenDim, numBlocks, stateDim, dtMin, dtMax, dropRate, prenorm, useBias))
+        : base(nameof(S4D), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
+            h => new S4DSequenceMixer(h, stateDim, dtMin: dtMin, dtMax: dtMax), h => new GLU(h, useBias: useBias), dropRate, prenorm))
     {
         StateDim = stateDim;
     }
 
     /// <summary>The real state size N of each mixer.</summary>
     public long StateDim { get; }
-
-    private static IEnumerable<SequenceModule> MakeBlocks(long hiddenDim, int numBlocks, long stateDim, double dtMin, double dtMax,
-        double dropRate, bool prenorm, bool useBias)
-    {
-        Check.AtLeast(hiddenDim, 1);
-        Check.AtLeast(numBlocks, 1);
-        if (!(dropRate >= 0 && dropRate < 1))
-            throw new ArgumentOutOfRangeException(nameof(dropRate), dropRate, $"Expected a dropout probability in [0, 1); got {dropRate}.");
-        var blocks = new List<SequenceModule>(numBlocks);
-        for (int i = 0; i < numBlocks; i++)
-            blocks.Add(new StandardBlock(hiddenDim,
-                new S4DSequenceMixer(hiddenDim, stateDim, dtMin: dtMin, dtMax: dtMax),
-                new GLU(hiddenDim, useBias: useBias),
-                dropRate, prenorm));
-        return blocks;
-    }
 }

@@ -32,17 +32,9 @@ public sealed class S5 : SequenceModel
     public S5(long hiddenDim, int numBlocks = 4, long stateDim = 64, int ssmBlocks = 1, S5CInit cInit = S5CInit.LecunNormal,
         bool conjSym = true, bool clipEigs = true, Discretization discretization = Discretization.Zoh, double dtMin = 0.001,
         double dtMax = 1.0, double stepRescale = 1.0, double dropRate = 0.1, bool prenorm = true, bool useBias = true)
-        : base(nameof(S5), hiddenDim, Blocks(hiddenDim, numBlocks,
-            () => new S5SequenceMixer(hiddenDim, stateDim, ssmBlocks, cInit, conjSym, clipEigs, discretization, dtMin, dtMax, stepRescale),
-            dropRate, prenorm, useBias))
+        : base(nameof(S5), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
+            h => new S5SequenceMixer(h, stateDim, ssmBlocks, cInit, conjSym, clipEigs, discretization, dtMin, dtMax, stepRescale),
+            h => new GLU(h, useBias: useBias), dropRate, prenorm))
     {
-    }
-
-    private static IEnumerable<SequenceModule> Blocks(long hiddenDim, int numBlocks, Func<S5SequenceMixer> mixer, double dropRate,
-        bool prenorm, bool useBias)
-    {
-        Check.AtLeast(numBlocks, 1);
-        for (int i = 0; i < numBlocks; i++)
-            yield return new StandardBlock(hiddenDim, mixer(), new GLU(hiddenDim, useBias: useBias), dropRate, prenorm);
     }
 }

@@ -1,3 +1,5 @@
+using Discretax.Blocks;
+using Discretax.ChannelMixers;
 using Discretax.Streaming;
 using Discretax.Utilities;
 using TorchSharp;
@@ -7,25 +9,42 @@ using static TorchSharp.torch;
 namespace Discretax.Models;
 
 /// <summary>
-/// A stack of sequence blocks applied in order, <c>[B, L, H] -> [B, L, H]</c>: the shape of every model of
-/// the library (a model is its blocks). Streaming carries one child state per block.
-/// Compose with an encoder and a head in <c>torch.nn.Sequential</c>.
+/// A stack of sequence blocks applied in order, then an optional final norm, <c>[B, L, H] -> [B, L, H]</c>: the
+/// shape of every model of the library (a model is its blocks). <see cref="Standard"/> builds the stack of
+/// discretax's models from a mixer factory and a channel-mixer factory (the C# form of discretax's
+/// <c>functools.partial</c> arguments); the named models (<see cref="DeltaNet"/>, <see cref="LRU"/>, <see cref="S4D"/>,
+/// <see cref="S5"/>, <see cref="LinOSS"/>) are presets over it, and <see cref="MLSTM"/> and
+/// <see cref="TransformerDeltaNet"/> use the same class with their own blocks and final norm. Streaming carries a
+/// <see cref="SequenceModelState"/> with one state per block. Compose with an encoder and a head in
+/// <c>torch.nn.Sequential</c>, or stream a whole network with <see cref="SequenceNetwork"/>.
 /// </summary>
 public class SequenceModel : SequenceModule
 {
-    /// <summary>The blocks, applied in order.</summary>
-    public ModuleList<SequenceModule> blocks;
+    /// <summary>The blocks, applied in order (registered as <c>blocks</c>, or the name a derived model gives).</summary>
+    public readonly ModuleList<SequenceModule> blocks;
+
+    /// <summary>The norm after the last block, or null (registered as <c>final_norm</c>, or the name a derived model gives).</summary>
+    public readonly nn.Module<Tensor, Tensor>? final_norm;
+
+    private readonly NormKind _finalNormKind;
 
     /// <summary>Creates a model from its blocks.</summary>
     /// <param name="inFeatures">The feature size H of every block.</param>
     /// <param name="blocks">The blocks (at least one), each <c>H -> H</c>.</param>
-    public SequenceModel(long inFeatures, IEnumerable<SequenceModule> blocks) : this(nameof(SequenceModel), inFeatures, blocks) { }
+    /// <param name="finalNorm">A norm after the last block (<c>final_norm</c>), or null for none.</param>
+    public SequenceModel(long inFeatures, IEnumerable<SequenceModule> blocks, NormKind? finalNorm = null)
+        : this(nameof(SequenceModel), Check.Dim(inFeatures), blocks, finalNorm) { }
 
     /// <summary>Creates a named model from its blocks (for derived models).</summary>
     /// <param name="name">The module name.</param>
     /// <param name="inFeatures">The feature size H of every block.</param>
     /// <param name="blocks">The blocks (at least one), each <c>H -> H</c>.</param>
-    protected SequenceModel(string name, long inFeatures, IEnumerable<SequenceModule> blocks) : base(name, inFeatures)
+    /// <param name="finalNorm">A norm after the last block, or null for none.</param>
+    /// <param name="blocksName">The <c>state_dict</c> name of the block list (the reference's: <c>blocks</c>, <c>layers</c>).</param>
+    /// <param name="finalNormName">The <c>state_dict</c> name of the final norm (<c>final_norm</c>, <c>post_blocks_norm</c>, <c>norm</c>).</param>
+    protected SequenceModel(string name, long inFeatures, IEnumerable<SequenceModule> blocks, NormKind? finalNorm = null,
+        string blocksName = "blocks", string finalNormName = "final_norm")
+        : base(name, inFeatures)
     {
         ArgumentNullException.ThrowIfNull(blocks);
         var list = blocks.ToList();
@@ -37,39 +56,67 @@ public class SequenceModel : SequenceModule
                 throw new ArgumentException($"Block {i} takes {list[i].InFeatures} features; the model has {inFeatures}.", nameof(blocks));
         }
         this.blocks = new ModuleList<SequenceModule>(list.ToArray());
-        RegisterComponents();
+        register_module(blocksName, this.blocks);
+        if (finalNorm is NormKind kind)
+        {
+            _finalNormKind = kind;
+            final_norm = Norms.Create(kind, inFeatures);
+            register_module(finalNormName, final_norm);
+        }
     }
 
     /// <summary>The number of blocks.</summary>
     public int NumBlocks => blocks.Count;
 
-    /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <summary>
+    /// The blocks of discretax's models: <paramref name="numBlocks"/> <see cref="StandardBlock"/>s, block i made of
+    /// <c>mixer(H)</c> and <c>channelMixer(H)</c> (constructed in that order, so a seed gives the same parameters as
+    /// constructing them by hand).
+    /// </summary>
+    /// <param name="hiddenDim">The feature size H.</param>
+    /// <param name="numBlocks">The number of blocks (at least 1).</param>
+    /// <param name="mixer">Makes a block's sequence mixer for H features.</param>
+    /// <param name="channelMixer">Makes a block's channel mixer <c>H -> H</c>.</param>
+    /// <param name="dropRate">The blocks' dropout probability, in [0, 1).</param>
+    /// <param name="prenorm">Normalize before the mixers (true) or after the residual (false).</param>
+    /// <param name="norm">The blocks' norm (discretax: batch norm).</param>
+    public static IReadOnlyList<SequenceModule> Standard(long hiddenDim, int numBlocks, Func<long, SequenceModule> mixer,
+        Func<long, ChannelMixer> channelMixer, double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
     {
-        var h = x;
-        foreach (var block in blocks) h = block.forward(h);
-        return h;
+        Check.AtLeast(hiddenDim, 1);
+        Check.AtLeast(numBlocks, 1);
+        ArgumentNullException.ThrowIfNull(mixer);
+        ArgumentNullException.ThrowIfNull(channelMixer);
+        Check.DropRate(dropRate);
+        Check.Defined(norm);
+        var list = new List<SequenceModule>(numBlocks);
+        for (int i = 0; i < numBlocks; i++)
+            list.Add(new StandardBlock(hiddenDim, mixer(hiddenDim), channelMixer(hiddenDim), dropRate, prenorm, norm));
+        return list;
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) =>
-        StreamInOrder(blocks, x, state);
-
-    /// <summary>
-    /// Streams <paramref name="x"/> through <paramref name="stack"/> in order; the state has one child per module.
-    /// </summary>
-    /// <param name="stack">The modules, each <c>[B, L, H] -> [B, L, H]</c>.</param>
-    /// <param name="x">The piece <c>[B, L, H]</c>.</param>
-    /// <param name="state">The state after the previous piece (one child per module), or null.</param>
-    protected internal static (Tensor Output, StreamingState State) StreamInOrder(IEnumerable<SequenceModule> stack, Tensor x, StreamingState? state)
+    /// <remarks>The state is a <see cref="SequenceModelState"/>, one state per block.</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var modules = stack.ToList();
-        if (state is not null && state.Children.Count != modules.Count)
-            throw new ArgumentException($"The state has {state.Children.Count} child states; the model has {modules.Count} blocks.", nameof(state));
+        var previous = (SequenceModelState?)state;
         var h = x;
-        var next = new StreamingState?[modules.Count];
-        for (int i = 0; i < modules.Count; i++)
-            (h, next[i]) = modules[i].Stream(h, state?.Children[i]);
-        return (h, new StreamingState(x.shape[0], x.device, x.dtype, children: next));
+        var next = returnState ? new StreamingState[blocks.Count] : null;
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var (y, s) = RunChild(blocks[i], h, previous?.Blocks[i], returnState);
+            h = y;
+            if (next is not null) next[i] = s!;
+        }
+        if (final_norm is not null) h = _finalNormKind.Apply(final_norm, h);
+        return (h, next is null ? null : new SequenceModelState(next));
+    }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state)
+    {
+        var s = StreamingState.Expect<SequenceModelState>(state, GetType().Name);
+        s.Validate(blocks.Count, GetType().Name);
+        for (int i = 0; i < blocks.Count; i++) CheckChildState(blocks[i], s.Blocks[i]);
     }
 }

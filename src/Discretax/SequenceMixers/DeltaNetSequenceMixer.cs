@@ -26,8 +26,8 @@ namespace Discretax.SequenceMixers;
 /// a per-head output RMSNorm (<c>o_norm</c>, shared over heads); an output gate <c>o * silu(g_proj(x))</c>
 /// (after the norm when both are on, i.e. <c>rmsnorm(o) * silu(g)</c>); negative eigenvalues
 /// (<c>beta = 2 sigmoid(.)</c>, range (0, 2)).</para>
-/// <para>Streaming state: the delta-rule state <c>S [B, numHeads, headDim, headDim]</c> and, with short
-/// convolutions, the three convolution caches (children 0..2).</para>
+/// <para>Streaming state: a <see cref="DeltaNetState"/>, the delta-rule state <c>S [B, numHeads, headDim, headDim]</c>
+/// and, with short convolutions, the three convolution states.</para>
 /// </summary>
 public sealed class DeltaNetSequenceMixer : SequenceMixer
 {
@@ -78,7 +78,7 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         bool useBias = false, bool betaPerHead = false, bool useShortConv = false, int convSize = 4,
         bool scaleQuery = false, bool useOutputNorm = false, bool useOutputGate = false,
         bool allowNegativeEigenvalues = false)
-        : base(nameof(DeltaNetSequenceMixer), inFeatures)
+        : base(nameof(DeltaNetSequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(numHeads, 1);
         Check.AtLeast(chunkSize, 1);
@@ -127,23 +127,19 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     public bool AllowNegativeEigenvalues { get; }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => Run(x, null).Output;
-
-    /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) => Run(x, state);
-
-    private (Tensor Output, StreamingState State) Run(Tensor x, StreamingState? state)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
+        var previous = (DeltaNetState?)state;
         long b = x.shape[0], l = x.shape[1];
         var q = q_proj.forward(x);
         var k = k_proj.forward(x);
         var v = v_proj.forward(x);
-        var children = new StreamingState?[3];
+        ShortConvolutionState? qState = null, kState = null, vState = null;
         if (q_conv1d is not null)
         {
-            (q, children[0]) = q_conv1d.Stream(q, state?.Children[0]);
-            (k, children[1]) = k_conv1d!.Stream(k, state?.Children[1]);
-            (v, children[2]) = v_conv1d!.Stream(v, state?.Children[2]);
+            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState);
+            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState);
+            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState);
         }
         q = Heads(q, b, l);
         k = Heads(k, b, l);
@@ -155,17 +151,33 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         if (!BetaPerHead) beta = beta.expand(b, NumHeads, l);
         if (AllowNegativeEigenvalues) beta = beta * 2;
 
-        var (o, s) = l == 1 && state is not null
-            ? DeltaRule.Recurrent(q, k, v, beta, state["S"])
-            : DeltaRule.Chunked(q, k, v, beta, ChunkSize, state?["S"]);
+        var (o, s) = l == 1 && previous is not null
+            ? DeltaRule.Recurrent(q, k, v, beta, previous.S)
+            : DeltaRule.Chunked(q, k, v, beta, ChunkSize, previous?.S);
 
         o = o.transpose(1, 2); // [B, L, NH, D]
         if (o_norm is not null) o = o_norm.forward(o);
         if (g_proj is not null) o = o * nn.functional.silu(g_proj.forward(x).view(b, l, NumHeads, HeadDim));
         var y = out_proj.forward(o.reshape(b, l, (long)NumHeads * HeadDim));
-        var next = new StreamingState(b, x.device, x.dtype, new[] { KeyValuePair.Create("S", s) },
-            q_conv1d is null ? null : children);
-        return (y, next);
+        return (y, returnState ? new DeltaNetState(s, x.dtype, qState, kState, vState) : null);
+    }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state)
+    {
+        long inner = (long)NumHeads * HeadDim;
+        StreamingState.Expect<DeltaNetState>(state, Describe())
+            .Validate(NumHeads, HeadDim, HeadDim, q_conv1d?.KernelSize, inner, inner, Describe());
+    }
+
+    private string Describe() =>
+        $"DeltaNetSequenceMixer(inFeatures: {InFeatures}, numHeads: {NumHeads}, headDim: {HeadDim}, useShortConv: {q_conv1d is not null})";
+
+    private static (Tensor Output, ShortConvolutionState? State) Convolve(ShortConvolution conv, Tensor x, ShortConvolutionState? state, bool returnState)
+    {
+        if (!returnState && state is null) return (conv.forward(x), null);
+        var (y, next) = conv.Stream(x, state);
+        return (y, (ShortConvolutionState)next);
     }
 
     // [B, L, NH * D] -> [B, NH, L, D]

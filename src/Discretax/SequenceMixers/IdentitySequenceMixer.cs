@@ -1,4 +1,5 @@
 using Discretax.Streaming;
+using Discretax.Utilities;
 using static TorchSharp.torch;
 
 namespace Discretax.SequenceMixers;
@@ -8,15 +9,15 @@ public sealed class IdentitySequenceMixer : SequenceMixer
 {
     /// <summary>Creates the mixer.</summary>
     /// <param name="inFeatures">The feature size H.</param>
-    public IdentitySequenceMixer(long inFeatures) : base(nameof(IdentitySequenceMixer), inFeatures)
+    public IdentitySequenceMixer(long inFeatures) : base(nameof(IdentitySequenceMixer), Check.Dim(inFeatures))
     {
         RegisterComponents();
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => x.alias();
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState) =>
+        (x.alias(), returnState ? new EmptyState(x.shape[0], x.device, x.dtype) : null);
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) =>
-        (x.alias(), new StreamingState(x.shape[0], x.device, x.dtype));
+    protected internal override void CheckState(StreamingState state) => StreamingState.Expect<EmptyState>(state, nameof(IdentitySequenceMixer));
 }

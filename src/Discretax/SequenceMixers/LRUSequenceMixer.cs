@@ -21,7 +21,7 @@ namespace Discretax.SequenceMixers;
 /// [rMin, rMax] in area), <c>theta_log = log(maxPhase u2)</c>, <c>gamma_log = log sqrt(1 - |lambda|^2)</c>,
 /// <c>B_re, B_im ~ N(0, 1) / sqrt(2H)</c>, <c>C_re, C_im ~ N(0, 1) / sqrt(N)</c>, <c>D ~ N(0, 1)</c>.
 /// All parameters are real; lambda, B and C are built inside <c>forward</c>. The state h is complex64
-/// (complex128 for float64 inputs); streaming carries it as <c>"h" [B, N]</c>.
+/// (complex128 for a float64 mixer); streaming carries it as an <see cref="LRUState"/>.
 /// </summary>
 public sealed class LRUSequenceMixer : SequenceMixer
 {
@@ -56,7 +56,7 @@ public sealed class LRUSequenceMixer : SequenceMixer
     /// <param name="rMax">Largest eigenvalue modulus at init, in (rMin, 1].</param>
     /// <param name="maxPhase">Largest eigenvalue phase at init, positive.</param>
     public LRUSequenceMixer(long inFeatures, long stateDim = 64, double rMin = 0.0, double rMax = 1.0, double maxPhase = 2 * Math.PI)
-        : base(nameof(LRUSequenceMixer), inFeatures)
+        : base(nameof(LRUSequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(stateDim, 1);
         Check.InRange(rMax, 0, 1);
@@ -94,21 +94,23 @@ public sealed class LRUSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => Run(x, null).Output;
-
-    /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) => Run(x, state);
-
-    private (Tensor Output, StreamingState State) Run(Tensor x, StreamingState? state)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var dtype = x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
         var g = gamma_log.to(dtype).exp().unsqueeze(1);
         var bu = ComplexProjection.ToComplex(u, B_re.to(dtype) * g, B_im.to(dtype) * g);          // [B, L, N]
         var lambda = torch.polar((-nu_log.to(dtype).exp()).exp(), theta_log.to(dtype).exp());
-        var h = LinearScan.Scan(lambda, bu, state?["h"]);
+        var h = LinearScan.Scan(lambda, bu, ((LRUState?)state)?.H);
         var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
+        if (!returnState) return (y.to(x.dtype), null);
         var last = h.select(1, h.shape[1] - 1).clone();
-        return (y.to(x.dtype), new StreamingState(x.shape[0], x.device, x.dtype, new[] { KeyValuePair.Create("h", last) }));
+        return (y.to(x.dtype), new LRUState(last, x.dtype));
     }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<LRUState>(state, Describe()).Validate(new[] { state.BatchSize, StateDim }, "[B, N]", Describe());
+
+    private string Describe() => $"LRUSequenceMixer(inFeatures: {InFeatures}, stateDim: {StateDim})";
 }

@@ -69,7 +69,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
     /// <param name="thetaMax">Largest eigenvalue phase at init (damped), in (0, pi].</param>
     public LinOSSSequenceMixer(long inFeatures, long stateDim = 64, LinOSSDiscretization discretization = LinOSSDiscretization.IMEX,
         bool damping = true, double rMin = 0.9, double thetaMax = Math.PI)
-        : base(nameof(LinOSSSequenceMixer), inFeatures)
+        : base(nameof(LinOSSSequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(stateDim, 1);
         if (!Enum.IsDefined(discretization))
@@ -180,12 +180,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => Run(x, null).Output;
-
-    /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) => Run(x, state);
-
-    private (Tensor Output, StreamingState State) Run(Tensor x, StreamingState? state)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
         var dtype = x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         long bsz = x.shape[0], n = StateDim;
@@ -198,19 +193,26 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
         var f = stack(new[] { bu * cat(new[] { c1, c1 }), bu * cat(new[] { c2, c2 }) }, -1);          // [B, L, 2N, 2]
         var m2 = cat(new[] { m, m }, 0);                                                               // [2N, 2, 2]
         Tensor? h0 = null;
-        if (state is not null)
+        if (state is LinOSSState previous)
         {
-            var z0 = state["z"].to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
-            var y0 = state["y"].to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
+            var z0 = previous.Z.to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
+            var y0 = previous.Y.to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
             h0 = stack(new[] { z0, y0 }, -1);
         }
         var h = BlockScan2x2.Scan(m2, f, h0);                                                          // [B, L, 2N, 2]
         var y = h.select(-1, 1);
         var cw = C.to(dtype);
         var output = y.narrow(-1, 0, n).matmul(cw.select(-1, 0).t()) - y.narrow(-1, n, n).matmul(cw.select(-1, 1).t()) + u * D.to(dtype);
+        if (!returnState) return (output.to(x.dtype), null);
         var last = h.select(1, h.shape[1] - 1);                                                        // [B, 2N, 2]
         var zl = last.select(-1, 0).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
         var yl = last.select(-1, 1).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
-        return (output.to(x.dtype), new StreamingState(bsz, x.device, x.dtype, new[] { KeyValuePair.Create("z", zl), KeyValuePair.Create("y", yl) }));
+        return (output.to(x.dtype), new LinOSSState(zl, yl, x.dtype));
     }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<LinOSSState>(state, Describe()).Validate(StateDim, Describe());
+
+    private string Describe() => $"LinOSSSequenceMixer(inFeatures: {InFeatures}, stateDim: {StateDim})";
 }

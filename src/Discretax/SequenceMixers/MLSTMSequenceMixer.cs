@@ -129,7 +129,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
         Check.AtLeast(numHeads, 1);
         Check.AtLeast(chunkSize, 1);
         Check.AtLeast(numBlocks, 1);
-        if (!(dropout >= 0 && dropout < 1)) throw new ArgumentOutOfRangeException(nameof(dropout), dropout, $"Expected a dropout probability in [0, 1); got {dropout}.");
+        Check.DropRate(dropout);
         if (!(qkDimFactor > 0) || double.IsInfinity(qkDimFactor)) throw new ArgumentOutOfRangeException(nameof(qkDimFactor), qkDimFactor, $"Expected a positive finite factor; got {qkDimFactor}.");
         if (!(vDimFactor > 0) || double.IsInfinity(vDimFactor)) throw new ArgumentOutOfRangeException(nameof(vDimFactor), vDimFactor, $"Expected a positive finite factor; got {vDimFactor}.");
         if (gateSoftCap is double cap && !(cap > 0 && !double.IsInfinity(cap)))
@@ -256,25 +256,15 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
     public long VDim { get; }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => Run(x, null, stream: false, out _);
-
-    /// <inheritdoc />
-    /// <remarks>The state has two children: the convolution cache (a <see cref="ShortConvolution"/> state; null for
-    /// <see cref="MLSTMLayerType.MLSTMV1"/>) and the cell's <see cref="MLSTMState"/>.</remarks>
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    /// <remarks>The state is an <see cref="MLSTMState"/>: the cell's (C, n, m) and, for <see cref="MLSTMLayerType.MLSTM"/>,
+    /// the convolution's state.</remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        if (state is not null && (state.Children.Count != 2 || state.Children[1] is not MLSTMState
-            || (LayerType == MLSTMLayerType.MLSTM && state.Children[0] is null)))
-            throw new ArgumentException("Expected a state made by MLSTMSequenceMixer.Stream (a convolution cache and an MLSTMState).", nameof(state));
-        var y = Run(x, state, stream: true, out var next);
-        return (y, next!);
-    }
-
-    private Tensor Run(Tensor x, StreamingState? state, bool stream, out StreamingState? next)
-    {
+        var previous = (MLSTMState?)state;
+        bool stream = returnState || previous is not null;
         long b = x.shape[0], l = x.shape[1];
         Tensor q, k, v, gin, gated;
-        StreamingState? convState = null;
+        ShortConvolutionState? convState = null;
         Tensor? skip = null, z = null, o = null;
         if (LayerType == MLSTMLayerType.MLSTM)
         {
@@ -282,7 +272,12 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
             var xm = up.narrow(-1, 0, InnerDim);
             z = up.narrow(-1, InnerDim, VDim);
             Tensor xc;
-            if (stream) (xc, convState) = conv1d!.Stream(xm, state?.Children[0]);
+            if (stream)
+            {
+                var (yc, sc) = conv1d!.Stream(xm, previous?.Conv);
+                xc = yc;
+                convState = (ShortConvolutionState)sc;
+            }
             else xc = conv1d!.forward(xm);
             var c = nn.functional.silu(xc);
             q = q_proj!.forward(c);
@@ -316,8 +311,8 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
         var qh = q.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var kh = k.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var vh = v.reshape(b, l, nh, VDim / nh).transpose(1, 2);
-        var init = state?.Children[1] as MLSTMState;
-        var (h, cellState) = MLSTMKernel.Chunkwise(qh, kh, vh, ig, fg, ChunkSize, init);
+        var (h, cellState) = MLSTMKernel.Chunkwise(qh, kh, vh, ig, fg, ChunkSize,
+            previous is null ? null : new MLSTMKernelState(previous.C, previous.N, previous.M));
         var hn = outnorm.forward(h.transpose(1, 2)).reshape(b, l, VDim);         // [B, L, Dv]
 
         if (LayerType == MLSTMLayerType.MLSTM)
@@ -326,9 +321,16 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
             gated = nn.functional.sigmoid(o!) * hn;
         var y = dropout.forward(proj_down.forward(gated));
 
-        next = !stream ? null : new StreamingState(b, x.device, x.dtype, children: new StreamingState?[] { convState, cellState });
-        return y;
+        if (!returnState) return (y, null);
+        return (y, new MLSTMState(cellState.C, cellState.N, cellState.M, x.dtype, convState));
     }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<MLSTMState>(state, Describe()).Validate(NumHeads, QKDim / NumHeads, VDim / NumHeads,
+            conv1d?.KernelSize, InnerDim, Describe());
+
+    private string Describe() => $"MLSTMSequenceMixer(embeddingDim: {InFeatures}, layerType: {LayerType}, numHeads: {NumHeads})";
 
     private Tensor SoftCap(Tensor a) => GateSoftCap is double cap ? cap * (a / cap).tanh() : a;
 

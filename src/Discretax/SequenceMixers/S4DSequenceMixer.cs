@@ -93,7 +93,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
     /// <exception cref="ArgumentOutOfRangeException">A size, step bound or option is out of range.</exception>
     public S4DSequenceMixer(long inFeatures, long stateDim = 64, bool transposed = false, double dtMin = 0.001, double dtMax = 0.1,
         S4DInit init = S4DInit.Lin, Discretization discretization = Discretization.Zoh, bool useD = false, bool useOutputLinear = false)
-        : base(nameof(S4DSequenceMixer), inFeatures)
+        : base(nameof(S4DSequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(stateDim, 2);
         if (stateDim % 2 != 0)
@@ -191,16 +191,27 @@ public sealed class S4DSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x)
+    /// <remarks>
+    /// A forward (no state in, none out) runs the FFT convolution; streaming runs the recurrence and returns an
+    /// <see cref="S4DState"/>: the complex diagonal state <c>x [B, H, N/2]</c> after the piece's last step.
+    /// </remarks>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var u = Transposed ? x.transpose(1, 2) : x;                          // [B, L, H]
-        var y = FftConvolution.Causal(u, Kernel(u.shape[1]));                 // [B, L, H], u's dtype
-        return Finish(u, y);
+        if (state is null && !returnState)
+        {
+            var uf = Transposed ? x.transpose(1, 2) : x;                         // [B, L, H]
+            return (Finish(uf, FftConvolution.Causal(uf, Kernel(uf.shape[1]))), null);
+        }
+        return Recur(x, (S4DState?)state);
     }
 
     /// <inheritdoc />
-    /// <remarks>The state holds <c>x [B, H, N/2]</c>, complex: the diagonal state after the piece's last step.</remarks>
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<S4DState>(state, Describe()).Validate(new[] { state.BatchSize, InFeatures, StateDim / 2 }, "[B, H, N/2]", Describe());
+
+    private string Describe() => $"S4DSequenceMixer(inFeatures: {InFeatures}, stateDim: {StateDim})";
+
+    private (Tensor Output, StreamingState State) Recur(Tensor x, S4DState? state)
     {
         var u = Transposed ? x.transpose(1, 2) : x;                          // [B, L, H]
         long batch = u.shape[0], length = u.shape[1], channels = InFeatures, modes = StateDim / 2;
@@ -214,14 +225,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
         var a = dA.reshape(channels * modes);                                  // [H N/2]
         var uc = u.to_type(real);
 
-        Tensor? h = null;
-        if (state is not null)
-        {
-            var previous = state["x"];
-            if (!previous.shape.SequenceEqual(new[] { batch, channels, modes }))
-                throw new ArgumentException($"Expected a state tensor 'x' [B, H, N/2] = [{batch}, {channels}, {modes}]; got shape {Check.Shape(previous)}.", nameof(state));
-            h = previous.to_type(cplx).reshape(batch, channels * modes);
-        }
+        Tensor? h = state?.X.to_type(cplx).reshape(batch, channels * modes);
 
         var outputs = new List<Tensor>();
         for (long start = 0; start < length; start += StreamChunkLength)
@@ -236,7 +240,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
         var y = (outputs.Count == 1 ? outputs[0] : cat(outputs, 1)).to_type(u.dtype);
         var next = h!.reshape(batch, channels, modes).clone();
         var output = Finish(u, y);
-        return (output, new StreamingState(batch, x.device, x.dtype, new[] { KeyValuePair.Create("x", next) }));
+        return (output, new S4DState(next, x.dtype));
     }
 
     // y [B, L, H] (u's dtype) -> + D u, output stage, back to the mixer's layout.

@@ -83,7 +83,7 @@ public sealed class S5SequenceMixer : SequenceMixer
     public S5SequenceMixer(long inFeatures, long stateDim = 64, int ssmBlocks = 1, S5CInit cInit = S5CInit.LecunNormal,
         bool conjSym = true, bool clipEigs = true, Discretization discretization = Discretization.Zoh,
         double dtMin = 0.001, double dtMax = 1.0, double stepRescale = 1.0)
-        : base(nameof(S5SequenceMixer), inFeatures)
+        : base(nameof(S5SequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(stateDim, 1);
         Check.AtLeast(ssmBlocks, 1);
@@ -195,12 +195,6 @@ public sealed class S5SequenceMixer : SequenceMixer
         return (lambdaBar.MoveToOuterDisposeScope(), bBar.MoveToOuterDisposeScope());
     }
 
-    /// <inheritdoc />
-    protected override Tensor ForwardBatched(Tensor x) => Run(x, null).Output;
-
-    /// <inheritdoc />
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state) => Run(x, state);
-
     private static ScalarType ComputeType(ScalarType dtype) => dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     private Tensor ContinuousLambda(ScalarType dtype)
@@ -232,20 +226,28 @@ public sealed class S5SequenceMixer : SequenceMixer
         return (lambdaBar, scale.unsqueeze(1) * bTilde);
     }
 
-    private (Tensor Output, StreamingState State) Run(Tensor x, StreamingState? state)
+    /// <inheritdoc />
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
         var dtype = ComputeType(x.dtype);
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
         var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]
-        var states = LinearScan.Scan(lambdaBar, bu, state?["x"]);                   // [B, L, P]
+        var states = LinearScan.Scan(lambdaBar, bu, ((S5State?)state)?.X);         // [B, L, P]
         var c = C.to(dtype);
         var y = ComplexProjection.RealPart(states, c.select(2, 0), c.select(2, 1));  // Re(C x)
         if (ConjSym) y = y * 2.0;
         y = y + u * D.to(dtype);
+        if (!returnState) return (y.to(x.dtype), null);
         var last = states.select(1, states.shape[1] - 1).clone();
-        return (y.to(x.dtype), new StreamingState(x.shape[0], x.device, x.dtype, new[] { KeyValuePair.Create("x", last) }));
+        return (y.to(x.dtype), new S5State(last, x.dtype));
     }
+
+    /// <inheritdoc />
+    protected internal override void CheckState(StreamingState state) =>
+        StreamingState.Expect<S5State>(state, Describe()).Validate(new[] { state.BatchSize, Lambda_re.shape[0] }, "[B, P]", Describe());
+
+    private string Describe() => $"S5SequenceMixer(inFeatures: {InFeatures}, P: {Lambda_re.shape[0]})";
 
     /// <summary>
     /// JAX's truncated normal: a standard normal truncated to [-2, 2] (by inverse-CDF sampling,

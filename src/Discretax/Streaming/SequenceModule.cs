@@ -5,15 +5,21 @@ using static TorchSharp.torch;
 namespace Discretax.Streaming;
 
 /// <summary>
-/// Base of every module that maps a sequence to a sequence (mixers, blocks, models): it validates the
-/// input, accepts batch-first <c>[B, L, H]</c> and unbatched <c>[L, H]</c>, runs the batched computation
-/// inside a dispose scope, and implements the streaming contract of <see cref="IStreamingModule"/>.
+/// Base of every module that maps a sequence to a sequence (mixers, blocks, models), and the library's one
+/// streaming template (docs/architecture.md, "Streaming"): a subclass implements
+/// <see cref="Run(Tensor, StreamingState?, bool)"/> once; <see cref="forward(Tensor)"/> is <c>Run(x, null, false)</c>
+/// and <see cref="Stream"/> is <c>Run(x, state, true)</c>. The base validates the input (batch-first
+/// <c>[B, L, H]</c> or unbatched <c>[L, H]</c>), applies the dtype rule (the input is cast to the module's compute
+/// dtype, the output back to the input's dtype), checks a given state (batch size, device, dtype, then the module's
+/// own <see cref="CheckState"/>) before any computation, and runs everything inside a dispose scope, moving only
+/// the results out. It never returns its input tensor object (<c>torch.nn.Sequential</c> disposes intermediates).
 /// </summary>
 public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModule
 {
     /// <summary>Creates the module.</summary>
     /// <param name="name">The module's name.</param>
-    /// <param name="inFeatures">The feature size H of its input.</param>
+    /// <param name="inFeatures">The feature size H of its input (at least 1; subclasses check it under their own
+    /// parameter name first, e.g. with <c>base(name, Check.Features(hiddenDim))</c>).</param>
     protected SequenceModule(string name, long inFeatures) : base(name)
     {
         Check.AtLeast(inFeatures, 1);
@@ -24,31 +30,79 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     public long InFeatures { get; }
 
     /// <summary>Maps <c>[B, L, H]</c> (or unbatched <c>[L, H]</c>) to the output sequence.</summary>
-    /// <param name="x">Input sequence, <c>[B, L, H]</c> or <c>[L, H]</c>.</param>
+    /// <param name="x">Input sequence, <c>[B, L, H]</c> or <c>[L, H]</c>, any real floating dtype (cast to the
+    /// module's compute dtype; the output has <paramref name="x"/>'s dtype).</param>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (batched, unbatched) = PrepareInput(x, nameof(x));
-        var y = ForwardBatched(batched);
-        if (ReferenceEquals(y, x) || ReferenceEquals(y, batched)) y = batched.alias();
-        if (unbatched) y = y.squeeze(0);
-        return y.MoveToOuterDisposeScope();
+        var (batched, unbatched, input) = Prepare(x);
+        var (y, state) = Run(input, null, false);
+        state?.Dispose();
+        return Finish(y, x, batched, unbatched).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />
     public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
     {
         using var scope = NewDisposeScope();
-        var (batched, unbatched) = PrepareInput(x, nameof(x));
-        state?.CheckCompatible(batched.shape[0], batched.device, nameof(state));
-        var (y, next) = StreamBatched(batched, state);
-        if (ReferenceEquals(y, x) || ReferenceEquals(y, batched)) y = batched.alias();
+        var (batched, unbatched, input) = Prepare(x);
+        if (state is not null)
+        {
+            state.CheckCompatible(input.shape[0], input.device, input.dtype, nameof(state));
+            CheckState(state);
+        }
+        var (y, next) = Run(input, state, true);
+        if (next is null)
+            throw new InvalidOperationException($"{GetType().Name}.Run returned no state although returnState was true.");
         if (ReferenceEquals(next, state))
-            throw new InvalidOperationException($"{GetType().Name}.StreamBatched returned its input state; it must return a new one.");
-        if (unbatched) y = y.squeeze(0);
+            throw new InvalidOperationException($"{GetType().Name}.Run returned its input state; it must return a new one.");
+        var output = Finish(y, x, batched, unbatched).MoveToOuterDisposeScope();
         next.MoveToOuterDisposeScope();
-        return (y.MoveToOuterDisposeScope(), next);
+        return (output, next);
     }
+
+    /// <summary>
+    /// The computation on a validated batch <c>[B, L, H]</c> in the compute dtype; runs inside a dispose scope.
+    /// Continues from <paramref name="state"/> (null: a new sequence) and, when <paramref name="returnState"/>,
+    /// returns the state after the last step (a new state; <paramref name="state"/> stays unchanged). Without
+    /// <paramref name="returnState"/> it returns null and builds no state.
+    /// </summary>
+    /// <param name="x">Input <c>[B, L, H]</c> (or the module's own layout, see <see cref="PrepareInput"/>).</param>
+    /// <param name="state">The state after the previous piece (already checked by <see cref="CheckState"/>), or null.</param>
+    /// <param name="returnState">Whether to build and return the final state.</param>
+    protected abstract (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState);
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> whose <c>ParamName</c> is <c>"state"</c> unless
+    /// <paramref name="state"/> is a state this module can continue: its type (a state of another module is
+    /// refused) and its sizes (a state of the same module type with other sizes is refused). The batch size, device
+    /// and dtype are already checked. Called before any computation; a block or model checks its children's states
+    /// through their modules.
+    /// </summary>
+    /// <param name="state">The state given to <see cref="Stream"/>.</param>
+    protected internal abstract void CheckState(StreamingState state);
+
+    /// <summary>
+    /// Runs <paramref name="child"/> as <see cref="Run"/> would run it: its <c>forward</c> when no state goes in or
+    /// out, else its <see cref="Stream"/> (disposing the state when it is not wanted). For blocks and models.
+    /// </summary>
+    /// <param name="child">The inner sequence module.</param>
+    /// <param name="x">Its input.</param>
+    /// <param name="state">Its state, or null.</param>
+    /// <param name="returnState">Whether its final state is wanted.</param>
+    protected static (Tensor Output, StreamingState? State) RunChild(SequenceModule child, Tensor x, StreamingState? state, bool returnState)
+    {
+        if (state is null && !returnState) return (child.forward(x), null);
+        var (y, next) = child.Stream(x, state);
+        if (returnState) return (y, next);
+        next.Dispose();
+        return (y, null);
+    }
+
+    /// <summary>Calls <paramref name="child"/>'s <see cref="CheckState"/> (for blocks and models checking their children's states).</summary>
+    /// <param name="child">The inner sequence module.</param>
+    /// <param name="state">Its state.</param>
+    protected static void CheckChildState(SequenceModule child, StreamingState state) => child.CheckState(state);
 
     /// <summary>Validates the input and returns it batched; override for other layouts.</summary>
     /// <param name="x">The input as the caller gave it.</param>
@@ -56,15 +110,21 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     protected virtual (Tensor Batched, bool Unbatched) PrepareInput(Tensor x, string paramName) =>
         Check.Sequence(x, InFeatures, paramName);
 
-    /// <summary>The computation on a validated batch <c>[B, L, H]</c>; runs inside a dispose scope.</summary>
-    /// <param name="x">Input <c>[B, L, H]</c>.</param>
-    protected abstract Tensor ForwardBatched(Tensor x);
+    /// <summary>The compute dtype for an input of <paramref name="inputDType"/>: the parameters' dtype, or the
+    /// input's for a module without floating parameters.</summary>
+    /// <param name="inputDType">The input's dtype.</param>
+    protected virtual ScalarType ComputeDType(ScalarType inputDType) => Precision.ComputeDType(this, inputDType);
 
-    /// <summary>
-    /// The streaming computation on a validated batch <c>[B, L, H]</c>; runs inside a dispose scope.
-    /// Must return a new state and leave <paramref name="state"/> unchanged.
-    /// </summary>
-    /// <param name="x">Input piece <c>[B, L, H]</c>.</param>
-    /// <param name="state">The state after the previous piece (already checked against the batch and device), or null.</param>
-    protected abstract (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state);
+    private (Tensor Batched, bool Unbatched, Tensor Input) Prepare(Tensor x)
+    {
+        var (batched, unbatched) = PrepareInput(x, nameof(x));
+        return (batched, unbatched, Precision.As(batched, ComputeDType(batched.dtype)));
+    }
+
+    private static Tensor Finish(Tensor y, Tensor x, Tensor batched, bool unbatched)
+    {
+        y = Precision.As(y, x.dtype);
+        if (unbatched) y = y.squeeze(0);
+        return ReferenceEquals(y, x) || ReferenceEquals(y, batched) ? y.alias() : y;
+    }
 }

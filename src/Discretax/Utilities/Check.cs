@@ -44,6 +44,14 @@ internal static class Check
             throw new ArgumentException($"Expected {what} = {size} (dimension {dim}); got shape {Shape(t)}.", paramName);
     }
 
+    /// <summary>Returns <paramref name="value"/> after checking it is a size of at least 1 (for base-constructor arguments,
+    /// so the error names the caller's parameter).</summary>
+    public static long Dim(long value, [CallerArgumentExpression(nameof(value))] string? paramName = null)
+    {
+        AtLeast(value, 1, paramName);
+        return value;
+    }
+
     /// <summary>Throws unless <paramref name="value"/> is at least <paramref name="min"/>.</summary>
     public static void AtLeast(long value, long min, [CallerArgumentExpression(nameof(value))] string? paramName = null)
     {

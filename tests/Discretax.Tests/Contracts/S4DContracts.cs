@@ -32,11 +32,13 @@ internal sealed class TransposingAdapter : SequenceModule
         RegisterComponents();
     }
 
-    protected override Tensor ForwardBatched(Tensor x) => inner.forward(x.transpose(1, 2)).transpose(1, 2);
-
-    protected override (Tensor Output, StreamingState State) StreamBatched(Tensor x, StreamingState? state)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var (y, next) = inner.Stream(x.transpose(1, 2), state?.Children[0]);
-        return (y.transpose(1, 2), new StreamingState(x.shape[0], x.device, x.dtype, children: new[] { next }));
+        if (state is null && !returnState) return (inner.forward(x.transpose(1, 2)).transpose(1, 2), null);
+        var (y, next) = inner.Stream(x.transpose(1, 2), ((BlockState?)state)?.Mixer);
+        return (y.transpose(1, 2), new BlockState(next));
     }
+
+    protected internal override void CheckState(StreamingState state) =>
+        CheckChildState(inner, StreamingState.Expect<BlockState>(state, nameof(TransposingAdapter)).Mixer);
 }

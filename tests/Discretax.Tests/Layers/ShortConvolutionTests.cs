@@ -68,6 +68,6 @@ public class ShortConvolutionTests
         var act = () => new ShortConvolution(4, kernelSize: 0);
         act.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("kernelSize");
         var act2 = () => new ShortConvolution(0);
-        act2.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("inFeatures");
+        act2.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("channels", "the error names the parameter the caller wrote");
     }
 }

@@ -164,7 +164,7 @@ public class S4DSequenceMixerTests
         using var re = TestUtil.Randn(g, new long[] { b, h, n / 2 });
         using var im = TestUtil.Randn(g, new long[] { b, h, n / 2 });
         using var x0 = complex(re, im);
-        using var state0 = new StreamingState(b, x.device, x.dtype, new[] { KeyValuePair.Create("x", x0.clone()) });
+        using var state0 = new S4DState(x0.clone(), x.dtype);
         var (y, state) = m.Stream(x, state0);
         using (y)
         using (state)
@@ -375,7 +375,7 @@ public class S4DSequenceMixerTests
     {
         using var m = new S4DSequenceMixer(4, 8);
         using var x = zeros(2, 3, 4);
-        using var wrong = new StreamingState(2, x.device, x.dtype, new[] { KeyValuePair.Create("x", zeros(new long[] { 2, 4, 3 }, dtype: ScalarType.ComplexFloat32)) });
+        using var wrong = new S4DState(zeros(new long[] { 2, 4, 3 }, dtype: ScalarType.ComplexFloat32), x.dtype);
         var act = () => m.Stream(x, wrong);
         act.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("state");
     }
