@@ -47,6 +47,7 @@ public sealed class EmbeddingEncoder : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected a sequence of length at least 1; got shape {Check.Shape(ids)}.", nameof(ids));
         if (ids.shape[0] < 1)
             throw new ArgumentException($"Expected a batch of at least 1 sequence; got shape {Check.Shape(ids)}.", nameof(ids));
+        Check.SameDevice(embedding.weight!, ids, "the embedding");
         using var scope = NewDisposeScope();
         var wide = ids.to(ScalarType.Int64);
         long min = wide.min().item<long>(), max = wide.max().item<long>();

@@ -200,6 +200,34 @@ public class LeafModuleTests
         }
     }
 
+    /// <summary>A module with parameters refuses an input on another device (here the meta device, which every
+    /// libtorch build has) with an ArgumentException naming the argument, before libtorch sees the mix.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(ParameterizedCaseNames))]
+    public void InputOnAnotherDeviceThrowsNamingTheArgument(string name)
+    {
+        var c = Cases[name];
+        Tensor x;
+        try { x = empty(c.Shape, device: new Device(DeviceType.META)); }
+        catch (Exception e) { throw new SkipException($"no meta device here: {e.Message}"); }
+        using var _ = x;
+        using var m = c.Create();
+        var act = () => m.forward(x);
+        act.Should().Throw<ArgumentException>().Where(e => e.ParamName == c.Arg && e.Message.Contains("device"));
+    }
+
+    [SkippableFact]
+    public void EmbeddingEncoderRefusesIdsOnAnotherDevice()
+    {
+        Tensor ids;
+        try { ids = zeros(new long[] { 2, 3 }, dtype: ScalarType.Int64, device: new Device(DeviceType.META)); }
+        catch (Exception e) { throw new SkipException($"no meta device here: {e.Message}"); }
+        using var _ = ids;
+        using var enc = new EmbeddingEncoder(5, 3);
+        var act = () => enc.forward(ids);
+        act.Should().Throw<ArgumentException>().Where(e => e.ParamName == "ids" && e.Message.Contains("device"));
+    }
+
     [Fact]
     public void FastDropoutInTrainModeRefusesIntegerInput()
     {
