@@ -8,8 +8,8 @@ namespace Discretax.ChannelMixers;
 /// Base of the channel mixers: modules that mix features at each time step independently,
 /// <c>[..., inFeatures] -> [..., outFeatures]</c>. They need no state to stream.
 /// <para>
-/// <see cref="forward"/> validates the input (<see cref="Check.PerPosition"/>: rank at least 1, real floating
-/// point, the feature size, no empty dimension) and applies the library's dtype rule around <see cref="Mix"/>
+/// <see cref="forward"/> validates the input (rank at least 1, real floating point, the feature size, no empty
+/// dimension: an <see cref="ArgumentException"/> naming <c>x</c> otherwise) and applies the library's dtype rule around <see cref="Mix"/>
 /// (docs/architecture.md, "Dtypes"): the mixer computes in the dtype of its parameters, an input of another
 /// floating dtype is cast to it and the output cast back. It never returns its input object.
 /// </para>
