@@ -1,3 +1,4 @@
+using Discretax.Utilities;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -21,7 +22,7 @@ public sealed class MLPChannelMixer : ChannelMixer
     public MLPChannelMixer(long inFeatures, long? outFeatures = null, Activation nonLinearity = Activation.GELU, bool useBias = false)
         : base(nameof(MLPChannelMixer), inFeatures, outFeatures ?? inFeatures)
     {
-        if (!Enum.IsDefined(nonLinearity)) throw new ArgumentOutOfRangeException(nameof(nonLinearity), nonLinearity, "Unknown activation.");
+        Check.Defined(nonLinearity);
         NonLinearity = nonLinearity;
         linear = nn.Linear(inFeatures, OutFeatures, hasBias: useBias);
         RegisterComponents();

@@ -1,3 +1,4 @@
+using Discretax.Utilities;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,7 +29,7 @@ public sealed class SwiGLU : ChannelMixer
     public SwiGLU(long inFeatures, double hiddenRatio = 4, long? intermediateDim = null, long? outFeatures = null)
         : base(nameof(SwiGLU), inFeatures, outFeatures ?? inFeatures)
     {
-        if (!(hiddenRatio > 0)) throw new ArgumentOutOfRangeException(nameof(hiddenRatio), hiddenRatio, $"Expected a positive hidden ratio; got {hiddenRatio}.");
+        Check.PositiveFinite(hiddenRatio);
         if (intermediateDim is < 1) throw new ArgumentOutOfRangeException(nameof(intermediateDim), intermediateDim, $"Expected an intermediate width of at least 1; got {intermediateDim}.");
         IntermediateDim = intermediateDim ?? DefaultIntermediateDim(inFeatures, hiddenRatio);
         w1 = nn.Linear(inFeatures, IntermediateDim, hasBias: false);
@@ -42,10 +43,15 @@ public sealed class SwiGLU : ChannelMixer
 
     /// <summary>The default intermediate width: <c>int(H * hiddenRatio * 2/3)</c> rounded up to a multiple of 256.</summary>
     /// <param name="inFeatures">H.</param>
-    /// <param name="hiddenRatio">The hidden ratio.</param>
+    /// <param name="hiddenRatio">The hidden ratio (positive and finite).</param>
     public static long DefaultIntermediateDim(long inFeatures, double hiddenRatio)
     {
-        long raw = Math.Max(1, (long)(inFeatures * hiddenRatio * 2.0 / 3.0));
+        Check.AtLeast(inFeatures, 1);
+        Check.PositiveFinite(hiddenRatio);
+        double nominal = inFeatures * hiddenRatio * 2.0 / 3.0;
+        if (!(nominal < 1L << 52))
+            throw new ArgumentOutOfRangeException(nameof(hiddenRatio), hiddenRatio, $"Expected a hidden ratio giving a width below 2^52; got {hiddenRatio} (width {nominal}).");
+        long raw = Math.Max(1, (long)nominal);
         return (raw + 255) / 256 * 256;
     }
 

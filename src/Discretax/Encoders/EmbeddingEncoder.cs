@@ -34,8 +34,8 @@ public sealed class EmbeddingEncoder : nn.Module<Tensor, Tensor>
     public long OutFeatures { get; }
 
     /// <summary>Looks up every id.</summary>
-    /// <param name="ids">Integer ids <c>[B, L]</c> or <c>[L]</c>, each in <c>[0, numClasses)</c>.</param>
-    /// <returns><c>[B, L, outFeatures]</c> or <c>[L, outFeatures]</c>.</returns>
+    /// <param name="ids">Integer ids <c>[B, L]</c> or <c>[L]</c>, B and L at least 1, each in <c>[0, numClasses)</c>.</param>
+    /// <returns><c>[B, L, outFeatures]</c> or <c>[L, outFeatures]</c>, in the embedding's dtype.</returns>
     public override Tensor forward(Tensor ids)
     {
         ArgumentNullException.ThrowIfNull(ids);
@@ -45,6 +45,9 @@ public sealed class EmbeddingEncoder : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Expected integer ids; got {ids.dtype}.", nameof(ids));
         if (ids.shape[^1] < 1)
             throw new ArgumentException($"Expected a sequence of length at least 1; got shape {Check.Shape(ids)}.", nameof(ids));
+        if (ids.shape[0] < 1)
+            throw new ArgumentException($"Expected a batch of at least 1 sequence; got shape {Check.Shape(ids)}.", nameof(ids));
+        Check.SameDevice(embedding.weight!, ids, "the embedding");
         using var scope = NewDisposeScope();
         var wide = ids.to(ScalarType.Int64);
         long min = wide.min().item<long>(), max = wide.max().item<long>();

@@ -34,15 +34,8 @@ public sealed class LinearEncoder : nn.Module<Tensor, Tensor>
     /// <summary>Output features per step.</summary>
     public long OutFeatures { get; }
 
-    /// <summary>Encodes every step.</summary>
-    /// <param name="x">Input <c>[B, L, inFeatures]</c> or <c>[L, inFeatures]</c>.</param>
-    /// <returns><c>[B, L, outFeatures]</c> or <c>[L, outFeatures]</c>.</returns>
-    public override Tensor forward(Tensor x)
-    {
-        var (batched, unbatched) = Check.Sequence(x, InFeatures);
-        using var scope = NewDisposeScope();
-        var y = linear.forward(batched);
-        if (unbatched) y = y.squeeze(0);
-        return y.MoveToOuterDisposeScope();
-    }
+    /// <summary>Encodes every step, in the dtype of the map (docs/architecture.md, "Dtypes").</summary>
+    /// <param name="x">Input <c>[B, L, inFeatures]</c> or <c>[L, inFeatures]</c>, real floating point, B and L at least 1.</param>
+    /// <returns><c>[B, L, outFeatures]</c> or <c>[L, outFeatures]</c> in <paramref name="x"/>'s dtype.</returns>
+    public override Tensor forward(Tensor x) => Precision.ComputeSequence(this, x, InFeatures, linear.forward);
 }

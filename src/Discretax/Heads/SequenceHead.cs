@@ -8,7 +8,8 @@ namespace Discretax.Heads;
 /// <summary>
 /// Base of the heads: with <c>reduce</c>, the mean over time, then a linear map with bias and the head's output
 /// function: <c>[B, L, H] -> [B, outFeatures]</c> (unbatched <c>[L, H] -> [outFeatures]</c>); without it, one
-/// output per step, <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>).
+/// output per step, <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>). The head computes in the dtype of its
+/// linear map (docs/architecture.md, "Dtypes"); the output has the input's dtype.
 /// </summary>
 public abstract class SequenceHead : nn.Module<Tensor, Tensor>
 {
@@ -40,17 +41,10 @@ public abstract class SequenceHead : nn.Module<Tensor, Tensor>
     public bool Reduce { get; }
 
     /// <summary>Computes the outputs.</summary>
-    /// <param name="x">Model output <c>[B, L, H]</c> or <c>[L, H]</c>.</param>
+    /// <param name="x">Model output <c>[B, L, H]</c> or <c>[L, H]</c>, real floating point, B and L at least 1.</param>
     /// <returns><c>[B, outFeatures]</c> (or <c>[outFeatures]</c>) with <c>reduce</c>, otherwise <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>).</returns>
-    public override Tensor forward(Tensor x)
-    {
-        var (batched, unbatched) = Check.Sequence(x, InFeatures);
-        using var scope = NewDisposeScope();
-        var h = Reduce ? batched.mean(new long[] { 1 }) : batched;
-        var y = Output(linear.forward(h));
-        if (unbatched) y = y.squeeze(0);
-        return y.MoveToOuterDisposeScope();
-    }
+    public override Tensor forward(Tensor x) =>
+        Precision.ComputeSequence(this, x, InFeatures, batched => Output(linear.forward(Reduce ? batched.mean(new long[] { 1 }) : batched)));
 
     /// <summary>The output function applied to the linear map's result (over its last dimension).</summary>
     /// <param name="logits">The linear map's output <c>[..., outFeatures]</c>.</param>

@@ -12,6 +12,7 @@ namespace Discretax.Layers;
 /// <c>y[..., h, o] = sum_d weight[h, o, d] * x[..., h, d] (+ bias[h * outPerHead + o])</c>.
 /// With <c>numHeads = 1</c> it is an ordinary linear map; with <c>numHeads = inFeatures</c> every feature is mapped
 /// on its own. The mLSTM layer uses it for its q, k and v projections (blocks of <c>qkvProjBlocksize</c> features).
+/// It computes in the dtype of its weight (docs/architecture.md, "Dtypes"); the output has the input's dtype.
 /// </summary>
 /// <remarks>The weight layout <c>[numHeads, outPerHead, inPerHead]</c> and the names <c>weight</c> / <c>bias</c>
 /// are those of NX-AI xlstm's PyTorch module (xlstm-jax calls the weight <c>kernel</c>, same layout).</remarks>
@@ -35,7 +36,7 @@ public sealed class LinearHeadwiseExpand : nn.Module<Tensor, Tensor>
         Check.AtLeast(inFeatures, 1);
         Check.AtLeast(numHeads, 1);
         long outF = outFeatures ?? inFeatures;
-        if (outF < 1) throw new ArgumentOutOfRangeException(nameof(outFeatures), outF, $"Expected at least 1 output feature; got {outF}.");
+        Check.AtLeast(outF, 1, nameof(outFeatures));
         if (numHeads > inFeatures || inFeatures % numHeads != 0)
             throw new ArgumentException($"Expected inFeatures ({inFeatures}) to be a multiple of numHeads; got numHeads = {numHeads}.", nameof(numHeads));
         if (outF % numHeads != 0)
@@ -59,18 +60,17 @@ public sealed class LinearHeadwiseExpand : nn.Module<Tensor, Tensor>
     public long NumHeads { get; }
 
     /// <summary>Applies the map to the last dimension.</summary>
-    /// <param name="x">Input <c>[..., inFeatures]</c>.</param>
+    /// <param name="x">Input <c>[..., inFeatures]</c>, real floating point, no empty dimension.</param>
     /// <returns>Output <c>[..., outFeatures]</c> in <paramref name="x"/>'s dtype.</returns>
     public override Tensor forward(Tensor x)
     {
-        Check.Features(x, InFeatures);
-        using var scope = NewDisposeScope();
-        var lead = x.shape[..^1];
-        var xh = x.reshape(-1, NumHeads, InFeatures / NumHeads);                  // [N, H, in/H]
-        var y = einsum("nhd,hod->nho", xh, weight.to(x.dtype));                  // [N, H, out/H]
-        var shape = lead.Append(OutFeatures).ToArray();
-        y = y.reshape(shape);
-        if (bias is not null) y = y + bias.to(x.dtype);
-        return y.MoveToOuterDisposeScope();
+        Check.PerPosition(x, InFeatures);
+        return Precision.Compute(this, x, xc =>
+        {
+            var xh = xc.reshape(-1, NumHeads, InFeatures / NumHeads);             // [N, H, in/H]
+            var y = einsum("nhd,hod->nho", xh, weight);                           // [N, H, out/H]
+            y = y.reshape(xc.shape[..^1].Append(OutFeatures).ToArray());
+            return bias is null ? y : y + bias;
+        });
     }
 }

@@ -10,7 +10,8 @@ namespace Discretax.Layers;
 /// <c>MultiHeadNormLayer</c>): each head's <c>headDim</c> features are normalized on their own, then scaled by a
 /// learned gain (no bias). Layer norm: <c>y = (x - mean(x)) / sqrt(var(x) + eps) * weight</c> (biased variance);
 /// RMS norm: <c>y = x / sqrt(mean(x^2) + eps) * weight</c>; the statistics run over the last dimension of
-/// <c>[..., numHeads, headDim]</c>, in float32 at least.
+/// <c>[..., numHeads, headDim]</c>, in float32 at least. The norm computes in the dtype of its weight
+/// (docs/architecture.md, "Dtypes"); the output has the input's dtype.
 /// </summary>
 public sealed class MultiHeadNorm : nn.Module<Tensor, Tensor>
 {
@@ -26,7 +27,7 @@ public sealed class MultiHeadNorm : nn.Module<Tensor, Tensor>
     {
         Check.AtLeast(numHeads, 1);
         Check.AtLeast(headDim, 1);
-        if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a positive eps; got {eps}.");
+        Check.PositiveFinite(eps);
         NumHeads = numHeads;
         HeadDim = headDim;
         UseRms = useRms;
@@ -48,26 +49,19 @@ public sealed class MultiHeadNorm : nn.Module<Tensor, Tensor>
     public double Eps { get; }
 
     /// <summary>Normalizes every head.</summary>
-    /// <param name="x">Input <c>[..., numHeads, headDim]</c>.</param>
+    /// <param name="x">Input <c>[..., numHeads, headDim]</c>, real floating point, no empty dimension.</param>
     /// <returns>Output <c>[..., numHeads, headDim]</c> in <paramref name="x"/>'s dtype.</returns>
     public override Tensor forward(Tensor x)
     {
-        Check.Features(x, HeadDim);
+        Check.PerPosition(x, HeadDim);
         if (x.dim() < 2 || x.shape[^2] != NumHeads)
             throw new ArgumentException($"Expected a tensor [..., {NumHeads}, {HeadDim}]; got shape {Check.Shape(x)}.", nameof(x));
-        using var scope = NewDisposeScope();
-        var wide = x.dtype is ScalarType.Float16 or ScalarType.BFloat16 ? x.to(ScalarType.Float32) : x;
-        Tensor y;
-        if (UseRms)
+        return Precision.Compute(this, x, xc =>
         {
-            y = wide * wide.square().mean(new long[] { -1 }, keepdim: true).add(Eps).rsqrt();
-        }
-        else
-        {
-            var centered = wide - wide.mean(new long[] { -1 }, keepdim: true);
-            y = centered * centered.square().mean(new long[] { -1 }, keepdim: true).add(Eps).rsqrt();
-        }
-        y = y * weight.to(y.dtype).view(NumHeads, HeadDim);
-        return y.to(x.dtype).MoveToOuterDisposeScope();
+            var wide = RMSNorm.Widen(xc);
+            var y = RMSNorm.Normalize(UseRms ? wide : wide - wide.mean(new long[] { -1 }, keepdim: true), Eps);
+            y = y * weight.to(y.dtype).view(NumHeads, HeadDim);
+            return y.to(xc.dtype);
+        });
     }
 }

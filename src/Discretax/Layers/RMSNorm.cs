@@ -7,8 +7,9 @@ namespace Discretax.Layers;
 
 /// <summary>
 /// Root-mean-square layer normalization (Zhang and Sennrich 2019, arXiv 1910.07467) over the last dimension:
-/// <c>y = x / sqrt(mean(x^2) + eps) * weight</c>. Statistics are computed in float32 at least, also for
-/// float16/bfloat16 inputs; the output has the input's dtype.
+/// <c>y = x / sqrt(mean(x^2) + eps) * weight</c>. The norm computes in the dtype of its weight (the input's dtype
+/// without one; docs/architecture.md, "Dtypes"), with the statistics in float32 at least, also for float16/bfloat16;
+/// the output has the input's dtype.
 /// </summary>
 public sealed class RMSNorm : nn.Module<Tensor, Tensor>
 {
@@ -22,7 +23,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public RMSNorm(long dim, double eps = 1e-6, bool elementwiseAffine = true) : base(nameof(RMSNorm))
     {
         Check.AtLeast(dim, 1);
-        if (!(eps > 0)) throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a positive eps; got {eps}.");
+        Check.PositiveFinite(eps);
         Dim = dim;
         Eps = eps;
         if (elementwiseAffine) weight = nn.Parameter(ones(dim));
@@ -36,15 +37,23 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public double Eps { get; }
 
     /// <summary>Normalizes the last dimension.</summary>
-    /// <param name="x">Input <c>[..., dim]</c>.</param>
+    /// <param name="x">Input <c>[..., dim]</c>, real floating point, no empty dimension.</param>
     /// <returns>Output <c>[..., dim]</c>, same dtype as <paramref name="x"/>.</returns>
     public override Tensor forward(Tensor x)
     {
-        Check.Features(x, Dim);
-        using var scope = NewDisposeScope();
-        var wide = x.dtype is ScalarType.Float16 or ScalarType.BFloat16 ? x.to(ScalarType.Float32) : x;
-        var y = wide * wide.square().mean(new long[] { -1 }, keepdim: true).add(Eps).rsqrt();
-        if (weight is not null) y = y * weight.to(y.dtype);
-        return y.to(x.dtype).MoveToOuterDisposeScope();
+        Check.PerPosition(x, Dim);
+        return Precision.Compute(this, x, xc =>
+        {
+            var y = Normalize(Widen(xc), Eps);
+            if (weight is not null) y = y * weight.to(y.dtype);
+            return y.to(xc.dtype);
+        });
     }
+
+    /// <summary><paramref name="x"/> in the dtype of a norm's statistics: float32 for float16/bfloat16, else its own.</summary>
+    internal static Tensor Widen(Tensor x) => x.dtype is ScalarType.Float16 or ScalarType.BFloat16 ? x.to(ScalarType.Float32) : x;
+
+    /// <summary><c>x / sqrt(mean(x^2) + eps)</c> over the last dimension, in <paramref name="x"/>'s dtype.</summary>
+    internal static Tensor Normalize(Tensor x, double eps) =>
+        x * x.square().mean(new long[] { -1 }, keepdim: true).add(eps).rsqrt();
 }

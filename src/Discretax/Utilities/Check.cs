@@ -96,6 +96,17 @@ internal static class Check
     /// </summary>
     public static (Tensor Batched, bool Unbatched) Sequence(Tensor x, long features, [CallerArgumentExpression(nameof(x))] string? paramName = null)
     {
+        bool unbatched = SequenceShape(x, features, paramName);
+        return (unbatched ? x.unsqueeze(0) : x, unbatched);
+    }
+
+    /// <summary>
+    /// The checks of <see cref="Sequence"/> without creating the batched view: throws unless <paramref name="x"/>
+    /// is a real floating-point <c>[B, L, features]</c> or <c>[L, features]</c> with B and L at least 1; returns
+    /// whether it is unbatched.
+    /// </summary>
+    public static bool SequenceShape(Tensor x, long features, [CallerArgumentExpression(nameof(x))] string? paramName = null)
+    {
         ArgumentNullException.ThrowIfNull(x, paramName);
         if (x.dim() != 2 && x.dim() != 3)
             throw new ArgumentException($"Expected a sequence [B, L, {features}] or an unbatched sequence [L, {features}]; got shape {Shape(x)}.", paramName);
@@ -108,7 +119,7 @@ internal static class Check
             throw new ArgumentException($"Expected a sequence of length at least 1; got shape {Shape(x)}.", paramName);
         if (!unbatched && x.shape[0] < 1)
             throw new ArgumentException($"Expected a batch of at least 1 sequence; got shape {Shape(x)}.", paramName);
-        return (unbatched ? x.unsqueeze(0) : x, unbatched);
+        return unbatched;
     }
 
     /// <summary>Validates the last (feature) dimension of a per-step input <c>[..., features]</c>.</summary>
@@ -120,6 +131,26 @@ internal static class Check
         RealFloating(x, paramName);
         if (x.shape[^1] != features)
             throw new ArgumentException($"Expected {features} features in the last dimension; got shape {Shape(x)}.", paramName);
+    }
+
+    /// <summary>Throws unless every dimension of <paramref name="t"/> has size at least 1 (no empty batch or
+    /// sequence); <paramref name="layout"/> names the expected form in the message.</summary>
+    public static void NonEmpty(Tensor t, string layout, [CallerArgumentExpression(nameof(t))] string? paramName = null)
+    {
+        ArgumentNullException.ThrowIfNull(t, paramName);
+        if (t.shape.Any(d => d < 1))
+            throw new ArgumentException($"Expected a non-empty tensor {layout} (every dimension at least 1); got shape {Shape(t)}.", paramName);
+    }
+
+    /// <summary>
+    /// Validates the input of a per-position module, <c>[..., features]</c>: rank at least 1, real floating point,
+    /// <paramref name="features"/> in the last dimension and every dimension at least 1 (an empty batch or sequence
+    /// is refused, as <see cref="Sequence"/> refuses it).
+    /// </summary>
+    public static void PerPosition(Tensor x, long features, [CallerArgumentExpression(nameof(x))] string? paramName = null)
+    {
+        Features(x, features, paramName);
+        NonEmpty(x, $"[..., {features}]", paramName);
     }
 
     /// <summary>Throws unless <paramref name="t"/> is on the device of <paramref name="reference"/> (named <paramref name="referenceName"/>).</summary>

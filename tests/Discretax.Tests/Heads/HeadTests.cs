@@ -7,13 +7,21 @@ public class HeadTests
 {
     private static readonly double[] X = { 1, 2, 3, -1, 0, 1 }; // [L = 3, H = 2]
 
+    /// <summary>Makes <paramref name="head"/> float64 with the reference weight and bias of the given salts.</summary>
+    private static (double[,] W, double[] B) SetWeights(SequenceHead head, int weightSalt, int biasSalt)
+    {
+        head.to(ScalarType.Float64);
+        var w = Reference.Matrix((int)head.OutFeatures, (int)head.InFeatures, weightSalt);
+        var b = Reference.Vector((int)head.OutFeatures, biasSalt);
+        Reference.Set(head.linear.weight!, Reference.ToTensor(w)); Reference.Set(head.linear.bias!, Reference.ToTensor(b));
+        return (w, b);
+    }
+
     [Fact]
     public void ClassificationHeadIsLogSoftmaxOfLinearOfTheTimeMean()
     {
         using var head = new ClassificationHead(2, 3);
-        head.to(ScalarType.Float64);
-        var w = Reference.Matrix(3, 2, 1); var b = Reference.Vector(3, 2);
-        Reference.Set(head.linear.weight!, Reference.ToTensor(w)); Reference.Set(head.linear.bias!, Reference.ToTensor(b));
+        var (w, b) = SetWeights(head, 1, 2);
         using var y = head.forward(tensor(X, new long[] { 1, 3, 2 }, ScalarType.Float64));
         y.shape.Should().Equal(1, 3);
         var mean = new[] { (1.0 + 3 + 0) / 3, (2.0 - 1 + 1) / 3 };
@@ -37,9 +45,7 @@ public class HeadTests
     public void RegressionHeadIsLinearOfTheTimeMean()
     {
         using var head = new RegressionHead(2, 1);
-        head.to(ScalarType.Float64);
-        var w = Reference.Matrix(1, 2, 3); var b = Reference.Vector(1, 4);
-        Reference.Set(head.linear.weight!, Reference.ToTensor(w)); Reference.Set(head.linear.bias!, Reference.ToTensor(b));
+        var (w, b) = SetWeights(head, 3, 4);
         using var y = head.forward(tensor(X, new long[] { 3, 2 }, ScalarType.Float64));
         y.shape.Should().Equal(1);
         TestUtil.Values(y)[0].Should().BeApproximately(Reference.Linear(new[] { 4.0 / 3, 2.0 / 3 }, w, b)[0], 1e-14);

@@ -89,16 +89,27 @@ public class FastDropoutTests
     }
 
     [Fact]
-    public void EvalModeAndZeroProbabilityReturnTheInput()
+    public void EvalModeAndZeroProbabilityReturnTheInputAsANewHandle()
     {
+        // The identity is an alias: a new tensor object on the input's storage (no copy), so that Sequential may
+        // dispose it without disposing the caller's input.
         var g = new Generator(6);
         using var x = TestUtil.Randn(g, new long[] { 2, 5, 3 }, ScalarType.Float32);
         using var drop = new FastDropout(0.5);
         drop.eval();
-        drop.forward(x).Should().BeSameAs(x);
         using var none = new FastDropout(0.0);
         none.train();
-        none.forward(x).Should().BeSameAs(x);
+        foreach (var m in new[] { drop, none })
+        {
+            using var xc = x.clone();
+            using var y = m.forward(xc);
+            y.Should().NotBeSameAs(xc);
+            y.shape.Should().Equal(x.shape);
+            y.equal(x).all().item<bool>().Should().BeTrue();
+            y.fill_(7);
+            xc.eq(7).all().item<bool>().Should().BeTrue("the result shares the input's storage (no copy)");
+        }
+        x.IsInvalid.Should().BeFalse();
     }
 
     [Fact]
