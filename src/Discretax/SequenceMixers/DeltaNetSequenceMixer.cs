@@ -99,6 +99,7 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         out_proj = nn.Linear(inner, inFeatures, hasBias: useBias);
         if (useShortConv)
         {
+            Check.AtLeast(convSize, 1);
             q_conv1d = new ShortConvolution(inner, convSize, useSilu: true);
             k_conv1d = new ShortConvolution(inner, convSize, useSilu: true);
             v_conv1d = new ShortConvolution(inner, convSize, useSilu: true);

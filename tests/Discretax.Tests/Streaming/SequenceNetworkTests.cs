@@ -1,0 +1,87 @@
+using Discretax.ChannelMixers;
+using Discretax.Encoders;
+using Discretax.Heads;
+using Discretax.Layers;
+using Discretax.Models;
+using Discretax.Streaming;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Tests.Streaming;
+
+/// <summary><see cref="SequenceNetwork"/>: forward as <c>Sequential</c>, streaming equal to the forward, state checks.</summary>
+public class SequenceNetworkTests
+{
+    private static SequenceNetwork Build(long features = 3, long hidden = 8)
+    {
+        var net = new SequenceNetwork(
+            ("encoder", new LinearEncoder(features, hidden)),
+            ("model", new LRU(hidden, numBlocks: 2, stateDim: 4)),
+            ("head", new RegressionHead(hidden, 2, reduce: false)));
+        net.to(ScalarType.Float64);
+        return net;
+    }
+
+    [Fact]
+    public void ForwardEqualsSequentialOfTheSameStagesAndKeysAreTheSame()
+    {
+        using var net = Build();
+        net.eval();
+        using var x = TestUtil.Randn(new Generator(1), new long[] { 2, 7, 3 });
+        using var y = net.forward(x);
+        using var seq = nn.Sequential(("encoder", net["encoder"]), ("model", net["model"]), ("head", net["head"]));
+        using var ys = seq.forward(x);
+        TestUtil.Values(y).Should().Equal(TestUtil.Values(ys));
+        net.state_dict().Keys.Should().Equal(seq.state_dict().Keys);
+        net.state_dict().Keys.Should().Contain("model.blocks.1.sequence_mixer.nu_log");
+    }
+
+    /// <summary>Pieces 1, 4, 5 continue each other: equal to the full forward to 1e-12 (float64, eval).</summary>
+    [Fact]
+    public void StreamingInPiecesEqualsTheFullForward()
+    {
+        using var net = Build();
+        net.eval();
+        using var x = TestUtil.Randn(new Generator(2), new long[] { 2, 10, 3 });
+        using var full = net.forward(x);
+        var (a, s1) = net.Stream(x.narrow(1, 0, 1));
+        var (b, s2) = net.Stream(x.narrow(1, 1, 4), s1);
+        var (c, s3) = net.Stream(x.narrow(1, 5, 5), s2);
+        using var joined = cat(new[] { a, b, c }, 1);
+        TestUtil.MaxAbsDiff(joined, full).Should().BeLessThan(1e-12);
+        s3.Should().BeOfType<SequenceModelState>().Which.Blocks.Should().ContainSingle("one sequence stage: the model");
+        foreach (var d in new IDisposable[] { a, b, c, s1, s2, s3 }) d.Dispose();
+    }
+
+    [Fact]
+    public void AStateOfAnotherNetworkIsRefusedNamingState()
+    {
+        using var net = Build();
+        net.eval();
+        using var other = new SequenceNetwork(("model", new SequenceModel(8, new[] {
+            new Discretax.Blocks.StandardBlock(8, new ShortConvolution(8), new GLU(8)) })));
+        other.to(ScalarType.Float64);
+        other.eval();
+        using var x = TestUtil.Randn(new Generator(3), new long[] { 2, 4, 3 });
+        using var h = TestUtil.Randn(new Generator(4), new long[] { 2, 4, 8 });
+        var (y, foreign) = other.Stream(h);
+        using (y)
+        using (foreign)
+        {
+            var act = () => net.Stream(x, foreign);
+            act.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("state");
+        }
+    }
+
+    [Fact]
+    public void BadStagesAreRefused()
+    {
+        FluentActions.Invoking(() => new SequenceNetwork()).Should().Throw<ArgumentException>().Which.ParamName.Should().Be("stages");
+        FluentActions.Invoking(() => new SequenceNetwork(("head", new RegressionHead(4, 1))))
+            .Should().Throw<ArgumentException>().WithMessage("*sequence module*");
+        FluentActions.Invoking(() => new SequenceNetwork(("a", new ShortConvolution(4)), ("a", new ShortConvolution(4))))
+            .Should().Throw<ArgumentException>().WithMessage("*twice*");
+        FluentActions.Invoking(() => new SequenceNetwork(("a.b", new ShortConvolution(4))))
+            .Should().Throw<ArgumentException>().WithMessage("*without '.'*");
+    }
+}
