@@ -1,5 +1,6 @@
-// Quickstart: compose encoder -> model -> head in torch.nn.Sequential, train a few steps on a synthetic
-// sequence task, then stream the trained model one step at a time and compare with the full forward.
+// Quickstart: compose encoder -> model -> head in a SequenceNetwork (torch.nn.Sequential's composition, which also
+// streams), train a few steps on a synthetic sequence task, then stream the trained network one step at a time and
+// compare with the full forward.
 using Discretax.Blocks;
 using Discretax.ChannelMixers;
 using Discretax.Encoders;
@@ -21,7 +22,8 @@ using var labels = ((data.select(2, 0) - data.select(2, 1)).sum(1) > 0).to(Scala
 
 var model = new SequenceModel(hidden, Enumerable.Range(0, 2).Select(_ =>
     (SequenceModule)new StandardBlock(hidden, new ShortConvolution(hidden), new GLU(hidden), dropRate: 0.1)));
-using var net = nn.Sequential(
+// SequenceNetwork composes like torch.nn.Sequential (same state_dict keys) and also streams.
+using var net = new SequenceNetwork(
     ("encoder", new LinearEncoder(features, hidden)),
     ("model", model),
     ("head", new ClassificationHead(hidden, 2)));
@@ -47,20 +49,20 @@ using (no_grad())
     var accuracy = (net.forward(data).argmax(1) == labels).to(ScalarType.Float32).mean().item<float>();
     Console.WriteLine($"accuracy on the {data.shape[0]} training sequences: {accuracy:P1}");
 
-    // Streaming: the model continues from its state one step at a time and gives the full forward's outputs.
-    var encoder = (LinearEncoder)net.named_children().First().module;
-    var x = encoder.forward(data.narrow(0, 0, 2));
-    var full = model.forward(x);
+    // Streaming the whole network one step at a time: the encoder applies per step, the model carries its state,
+    // and the pooling head carries the running mean, so after step t the output is the prediction for steps 0..t.
+    var x = data.narrow(0, 0, 2);
+    var full = net.forward(x);
     StreamingState? state = null;
-    var pieces = new List<Tensor>();
+    Tensor last = full;
     for (int t = 0; t < length; t++)
     {
-        var (y, next) = model.Stream(x.narrow(1, t, 1), state);
+        var (y, next) = net.Stream(x.narrow(1, t, 1), state);
         state?.Dispose();
         state = next;
-        pieces.Add(y);
+        last = y;
     }
     state?.Dispose();
-    var maxDiff = (cat(pieces, 1) - full).abs().max().item<float>();
+    var maxDiff = (last - full).abs().max().item<float>();
     Console.WriteLine($"streaming one step at a time vs full forward: max |diff| = {maxDiff:E2}");
 }

@@ -1,3 +1,4 @@
+using Discretax.Streaming;
 using Discretax.Utilities;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -11,7 +12,13 @@ namespace Discretax.Heads;
 /// output per step, <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>). The head computes in the dtype of its
 /// linear map (docs/architecture.md, "Dtypes"); the output has the input's dtype.
 /// </summary>
-public abstract class SequenceHead : nn.Module<Tensor, Tensor>
+/// <remarks>
+/// A head also streams (<see cref="IStreamingModule"/>, so a <see cref="Models.SequenceNetwork"/> streams through it):
+/// per step it needs no state (an <see cref="EmptyState"/>); pooling, it carries a <see cref="PoolingState"/> (the
+/// running sum and step count) and returns, for each piece, the output for the mean over every step so far, so the
+/// last piece's output equals the full forward's.
+/// </remarks>
+public abstract class SequenceHead : nn.Module<Tensor, Tensor>, IStreamingModule
 {
     /// <summary>The linear map <c>inFeatures -> outFeatures</c> (with bias).</summary>
     public Linear linear;
@@ -45,6 +52,34 @@ public abstract class SequenceHead : nn.Module<Tensor, Tensor>
     /// <returns><c>[B, outFeatures]</c> (or <c>[outFeatures]</c>) with <c>reduce</c>, otherwise <c>[B, L, outFeatures]</c> (or <c>[L, outFeatures]</c>).</returns>
     public override Tensor forward(Tensor x) =>
         Precision.ComputeSequence(this, x, InFeatures, batched => Output(linear.forward(Reduce ? batched.mean(new long[] { 1 }) : batched)));
+
+    /// <inheritdoc />
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
+    {
+        var (_, unbatched) = Check.Sequence(x, InFeatures, nameof(x));
+        long batch = unbatched ? 1 : x.shape[0];
+        var dtype = Precision.ComputeDType(this, x.dtype);
+        string name = $"{GetType().Name}(inFeatures: {InFeatures}, reduce: {Reduce})";
+        if (state is not null)
+        {
+            state.CheckCompatible(batch, x.device, dtype, nameof(state));
+            if (Reduce) StreamingState.Expect<PoolingState>(state, name).Validate(InFeatures, name);
+            else StreamingState.Expect<EmptyState>(state, name);
+        }
+        if (!Reduce) return (forward(x), new EmptyState(batch, x.device, dtype));
+        using var scope = NewDisposeScope();
+        var previous = (PoolingState?)state;
+        var xb = unbatched ? x.unsqueeze(0) : x;
+        var wide = Precision.StateDType(dtype);
+        var sum = xb.to_type(wide).sum(1);                                     // [B, H]
+        if (previous is not null) sum = sum + previous.Sum;
+        long steps = (previous?.Steps ?? 0) + xb.shape[1];
+        var mean = (sum / steps).unsqueeze(1);                                 // [B, 1, H]: the mean over all steps so far
+        var y = forward(unbatched ? mean.squeeze(0) : mean);
+        var next = new PoolingState(sum, steps, dtype);
+        next.MoveToOuterDisposeScope();
+        return (y.MoveToOuterDisposeScope(), next);
+    }
 
     /// <summary>The output function applied to the linear map's result (over its last dimension).</summary>
     /// <param name="logits">The linear map's output <c>[..., outFeatures]</c>.</param>

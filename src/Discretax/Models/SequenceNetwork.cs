@@ -8,12 +8,11 @@ namespace Discretax.Models;
 /// <summary>
 /// A network of named stages applied in order, like <c>torch.nn.Sequential</c>, that also streams: typically an
 /// encoder, a model and a head, <c>new SequenceNetwork(("encoder", e), ("model", m), ("head", h))</c>. In
-/// <see cref="Stream"/>, every <see cref="SequenceModule"/> stage is streamed (its state carried) and every other
-/// stage (encoders, heads, any per-position module) is applied to the piece as it is. The state is a
-/// <see cref="SequenceModelState"/> with one state per sequence stage, in order.
-/// <para>Streaming gives the full forward's outputs only when every non-sequence stage works per position: a head
-/// that pools over time (<c>reduce: true</c>) pools each piece on its own, so stream with <c>reduce: false</c> and
-/// pool what you need. <c>state_dict</c> keys are <c>{stage name}.{parameter}</c>, as with <c>Sequential</c>.</para>
+/// <see cref="Stream"/>, every stage that streams (<see cref="IStreamingModule"/>: mixers, blocks, models and heads) is
+/// streamed, its state carried, and every other stage (encoders, any per-position module) is applied to the piece as it
+/// is. The state is a <see cref="SequenceModelState"/> with one state per streamed stage, in order. A pooling head
+/// streams the running mean, so the output of the last piece equals the full forward's (in eval mode, up to rounding).
+/// <para><c>state_dict</c> keys are <c>{stage name}.{parameter}</c>, as with <c>Sequential</c>.</para>
 /// </summary>
 public sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, IStreamingModule
 {
@@ -70,23 +69,24 @@ public sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, IStreamingModul
     public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var sequenceStages = _stages.Select(s => s.Module).OfType<SequenceModule>().ToList();
+        var streamed = _stages.Select(s => s.Module).OfType<IStreamingModule>().ToList();
         SequenceModelState? previous = null;
         if (state is not null)
         {
             if (state.IsDisposed) throw new ObjectDisposedException(nameof(state), "The streaming state was disposed.");
             previous = StreamingState.Expect<SequenceModelState>(state, nameof(SequenceNetwork));
-            previous.Validate(sequenceStages.Count, $"{nameof(SequenceNetwork)} (sequence stages)");
-            for (int i = 0; i < sequenceStages.Count; i++) sequenceStages[i].CheckState(previous.Blocks[i]);
+            previous.Validate(streamed.Count, $"{nameof(SequenceNetwork)} (streamed stages)");
+            for (int i = 0; i < streamed.Count; i++)
+                if (streamed[i] is SequenceModule sequence) sequence.CheckState(previous.Blocks[i]);
         }
         using var scope = NewDisposeScope();
         var h = x;
-        var next = new List<StreamingState>(sequenceStages.Count);
+        var next = new List<StreamingState>(streamed.Count);
         foreach (var (_, module) in _stages)
         {
-            if (module is SequenceModule sequence)
+            if (module is IStreamingModule streaming)
             {
-                var (y, s) = sequence.Stream(h, previous?.Blocks[next.Count]);
+                var (y, s) = streaming.Stream(h, previous?.Blocks[next.Count]);
                 h = y;
                 next.Add(s);
             }

@@ -16,7 +16,7 @@ namespace Discretax.SequenceMixers;
 /// h_t    = lambda * h_{t-1} + (exp(gamma_log) * (B_re + i B_im)) x_t   [N]
 /// y_t    = Re(C h_t) + D * x_t,   C = C_re + i C_im                  [H]
 /// </code>
-/// Initialization (DESIGN.md §4): <c>u1, u2 ~ U(0, 1)</c>,
+/// Initialization (the LRU paper's): <c>u1, u2 ~ U(0, 1)</c>,
 /// <c>nu_log = log(-0.5 log(u1 (rMax^2 - rMin^2) + rMin^2))</c> (so |lambda| is uniform on the ring
 /// [rMin, rMax] in area), <c>theta_log = log(maxPhase u2)</c>, <c>gamma_log = log sqrt(1 - |lambda|^2)</c>,
 /// <c>B_re, B_im ~ N(0, 1) / sqrt(2H)</c>, <c>C_re, C_im ~ N(0, 1) / sqrt(N)</c>, <c>D ~ N(0, 1)</c>.

@@ -182,7 +182,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
     /// <inheritdoc />
     protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var dtype = x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var dtype = Precision.StateDType(x.dtype);
         long bsz = x.shape[0], n = StateDim;
         var u = x.to(dtype);
         var (a, g, dt) = Coefficients(dtype);

@@ -215,8 +215,8 @@ public sealed class S4DSequenceMixer : SequenceMixer
     {
         var u = Transposed ? x.transpose(1, 2) : x;                          // [B, L, H]
         long batch = u.shape[0], length = u.shape[1], channels = InFeatures, modes = StateDim / 2;
-        var real = u.dtype == ScalarType.Float64 || log_dt.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        var cplx = real == ScalarType.Float64 ? ScalarType.ComplexFloat64 : ScalarType.ComplexFloat32;
+        var real = Precision.StateDType(u.dtype);
+        var cplx = Precision.ComplexStateDType(u.dtype);
 
         var (dA, dB) = SsmKernels.Discretize(log_dt, -log_A_real.exp(), A_imag, Discretization);
         dA = dA.to_type(cplx);

@@ -181,7 +181,7 @@ public sealed class S5SequenceMixer : SequenceMixer
     public Tensor Lambda()
     {
         using var scope = NewDisposeScope();
-        return ContinuousLambda(ComputeType(Lambda_re.dtype)).MoveToOuterDisposeScope();
+        return ContinuousLambda(Precision.StateDType(Lambda_re.dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -191,11 +191,9 @@ public sealed class S5SequenceMixer : SequenceMixer
     public (Tensor LambdaBar, Tensor BBar) Discretize()
     {
         using var scope = NewDisposeScope();
-        var (lambdaBar, bBar) = DiscretizeCore(ComputeType(Lambda_re.dtype));
+        var (lambdaBar, bBar) = DiscretizeCore(Precision.StateDType(Lambda_re.dtype));
         return (lambdaBar.MoveToOuterDisposeScope(), bBar.MoveToOuterDisposeScope());
     }
-
-    private static ScalarType ComputeType(ScalarType dtype) => dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     private Tensor ContinuousLambda(ScalarType dtype)
     {
@@ -229,7 +227,7 @@ public sealed class S5SequenceMixer : SequenceMixer
     /// <inheritdoc />
     protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
     {
-        var dtype = ComputeType(x.dtype);
+        var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
         var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]

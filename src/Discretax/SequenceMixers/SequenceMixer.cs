@@ -4,7 +4,7 @@ namespace Discretax.SequenceMixers;
 
 /// <summary>
 /// Base of the sequence mixers: modules that mix information along time, <c>[B, L, H] -> [B, L, H]</c>,
-/// causally, and can stream (DESIGN.md §3).
+/// causally, and can stream (docs/architecture.md, "Streaming").
 /// </summary>
 public abstract class SequenceMixer : SequenceModule
 {

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Discretax.Streaming;
 
 /// <summary>
-/// The streaming contract of DESIGN.md §3: a module that can continue a sequence from a state.
+/// The streaming contract (docs/architecture.md, "Streaming"): a module that can continue a sequence from a state.
 /// Feeding a sequence in pieces of any sizes (including 1), each with the state the previous piece
 /// returned, gives the same outputs as one full forward in eval mode.
 /// </summary>

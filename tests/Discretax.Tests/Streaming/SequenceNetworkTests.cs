@@ -49,8 +49,41 @@ public class SequenceNetworkTests
         var (c, s3) = net.Stream(x.narrow(1, 5, 5), s2);
         using var joined = cat(new[] { a, b, c }, 1);
         TestUtil.MaxAbsDiff(joined, full).Should().BeLessThan(1e-12);
-        s3.Should().BeOfType<SequenceModelState>().Which.Blocks.Should().ContainSingle("one sequence stage: the model");
+        s3.Should().BeOfType<SequenceModelState>().Which.Blocks.Should().HaveCount(2, "two stages stream: the model and the head");
         foreach (var d in new IDisposable[] { a, b, c, s1, s2, s3 }) d.Dispose();
+    }
+
+    /// <summary>
+    /// A pooling classification head streams the running mean: after each piece the output is the full forward's
+    /// output for the sequence so far (float64, 1e-12), and after the last piece the full sequence's.
+    /// </summary>
+    [Fact]
+    public void APoolingHeadStreamsTheMeanOfEveryStepSoFar()
+    {
+        using var net = new SequenceNetwork(
+            ("encoder", new LinearEncoder(3, 8)),
+            ("model", new DeltaNet(8, numBlocks: 2, numHeads: 2, chunkSize: 3)),
+            ("head", new ClassificationHead(8, 4)));
+        net.to(ScalarType.Float64);
+        net.eval();
+        using var x = TestUtil.Randn(new Generator(5), new long[] { 2, 9, 3 });
+        StreamingState? state = null;
+        int start = 0;
+        foreach (int size in new[] { 2, 1, 6 })
+        {
+            var (y, next) = net.Stream(x.narrow(1, start, size), state);
+            state?.Dispose();
+            state = next;
+            start += size;
+            using (y)
+            using (var full = net.forward(x.narrow(1, 0, start)))
+            {
+                y.shape.Should().Equal(2, 4);
+                TestUtil.MaxAbsDiff(y, full).Should().BeLessThan(1e-12);
+            }
+        }
+        state!.Children[1].Should().BeOfType<PoolingState>().Which.Steps.Should().Be(9);
+        state.Dispose();
     }
 
     [Fact]
