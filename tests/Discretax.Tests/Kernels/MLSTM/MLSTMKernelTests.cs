@@ -62,7 +62,7 @@ public class MLSTMKernelTests
     [Fact]
     public void RecurrentMatchesAScalarLoopOnATinyCase()
     {
-        // Independent reference: the recurrence of DESIGN.md §4 written with C# doubles, one head at a time.
+        // Independent reference: the recurrence of MLSTMKernel's remarks written with C# doubles, one head at a time.
         const long b = 1, nh = 2, len = 6, dk = 3, dv = 2;
         using var x = Draw(11, len, 3.0, b: b, nh: nh, dk: dk, dv: dv);
         var g = new Generator(12);

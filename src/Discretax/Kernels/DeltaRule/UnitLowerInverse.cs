@@ -18,7 +18,7 @@ namespace Discretax.Kernels;
 /// On CPU (float32 / float64) the forward is instead a row-wise forward substitution in C# over the contiguous
 /// memory, vectorized along rows and parallel over matrices (<c>T[i, :] = e_i - sum_{l &lt; i} A[i, l] T[l, :]</c>,
 /// about C^3/6 multiply-adds per matrix): the doubling levels cost many tiny matrix products there
-/// (DESIGN.md §7). Both forward paths are tested on CPU against <c>linalg.solve_triangular</c>.
+/// (docs/kernels/linear-scan.md). Both forward paths are tested on CPU against <c>linalg.solve_triangular</c>.
 /// Backward: from <c>dT = -T dA T</c>, <c>dL/dA = -tril(T^T G T^T, -1)</c> for the incoming gradient <c>G</c>.
 /// </remarks>
 internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLowerInverse>

@@ -29,7 +29,7 @@ namespace Discretax.Kernels;
 /// channels, with a custom autograd function whose backward is the reverse scan above, also in C#.</item>
 /// </list>
 /// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="ParallelForm"/> on every other device
-/// (DESIGN.md §7). See docs/models/linoss.md.</para>
+/// (docs/kernels/linear-scan.md). See docs/models/linoss.md.</para>
 /// </remarks>
 public static class BlockScan2x2
 {
