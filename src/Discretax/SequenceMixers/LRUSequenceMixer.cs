@@ -106,7 +106,7 @@ public sealed class LRUSequenceMixer : SequenceMixer
         var g = gamma_log.to(dtype).exp().unsqueeze(1);
         var bu = ComplexProjection.ToComplex(u, B_re.to(dtype) * g, B_im.to(dtype) * g);          // [B, L, N]
         var lambda = torch.polar((-nu_log.to(dtype).exp()).exp(), theta_log.to(dtype).exp());
-        var h = LinearScan.Scan(lambda, bu, state?["h"]);
+        var (h, _) = LinearScan.Scan(lambda, bu, state?["h"]);
         var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
         var last = h.select(1, h.shape[1] - 1).clone();
         return (y.to(x.dtype), new StreamingState(x.shape[0], x.device, x.dtype, new[] { KeyValuePair.Create("h", last) }));

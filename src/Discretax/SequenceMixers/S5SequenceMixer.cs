@@ -238,7 +238,7 @@ public sealed class S5SequenceMixer : SequenceMixer
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
         var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]
-        var states = LinearScan.Scan(lambdaBar, bu, state?["x"]);                   // [B, L, P]
+        var (states, _) = LinearScan.Scan(lambdaBar, bu, state?["x"]);              // [B, L, P]
         var c = C.to(dtype);
         var y = ComplexProjection.RealPart(states, c.select(2, 0), c.select(2, 1));  // Re(C x)
         if (ConjSym) y = y * 2.0;
