@@ -30,7 +30,12 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
     /// <param name="a">The strictly lower-triangular part <c>[..., C, C]</c>.</param>
     /// <param name="path"><see cref="KernelPath.Auto"/> (the C# forward substitution for CPU float32/float64, block
     /// doubling elsewhere) or <see cref="KernelPath.Tensor"/> (block doubling on any device; tests).</param>
-    public static Tensor Invert(Tensor a, KernelPath path = KernelPath.Auto) => apply(a, path);
+    public static Tensor Invert(Tensor a, KernelPath path = KernelPath.Auto)
+    {
+        // A scope of its own: the forward's own result wrapper (TorchSharp hands out a new one) is released here.
+        using var scope = NewDisposeScope();
+        return apply(a, path).MoveToOuterDisposeScope();
+    }
 
     private static bool UsesCpuLoop(Tensor a, KernelPath path) =>
         path == KernelPath.Auto && a.device_type == DeviceType.CPU && a.dtype is ScalarType.Float32 or ScalarType.Float64;
