@@ -216,19 +216,8 @@ public sealed class S5SequenceMixer : SequenceMixer
         var b = B.to(dtype);
         var bTilde = complex(b.select(2, 0), b.select(2, 1));                        // [P, H]
         var step = log_step.to(dtype).select(1, 0).exp() * StepRescale;             // [P]
-        Tensor lambdaBar, scale;
-        if (Discretization == Discretization.Zoh)
-        {
-            lambdaBar = (lambda * step).exp();
-            scale = (lambdaBar - 1.0) / lambda;
-        }
-        else
-        {
-            var halfStep = lambda * (step * 0.5);
-            var inverse = (1.0 - halfStep).reciprocal();
-            lambdaBar = inverse * (1.0 + halfStep);
-            scale = inverse * step;
-        }
+        var (logLambdaBar, scale) = DiagonalDiscretization.Discretize(lambda.real, lambda.imag, step, Discretization);
+        var lambdaBar = logLambdaBar.exp();
         return (lambdaBar, scale.unsqueeze(1) * bTilde);
     }
 
