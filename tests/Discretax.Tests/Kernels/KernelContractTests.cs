@@ -14,6 +14,34 @@ public class KernelContractTests
 {
     private static Tensor R(Generator g, params long[] shape) => randn(shape, dtype: ScalarType.Float64, generator: g);
 
+    // ---------- final states of the scans ----------
+
+    [Fact]
+    public void FinalStateIsACopyOfTheLastStep()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(5);
+        var a = rand(new long[] { 6 }, dtype: ScalarType.Float64, generator: g);
+        var b = R(g, 2, 9, 6);
+        var m = rand(new long[] { 6, 2, 2 }, dtype: ScalarType.Float64, generator: g) * 0.5;
+        var f = R(g, 2, 9, 6, 2);
+        var results = new[]
+        {
+            LinearScan.Scan(a, b), LinearScan.Recurrent(a, b), LinearScan.Parallel(a, b, null, 4),
+            BlockScan2x2.Scan(m, f), BlockScan2x2.Recurrent(m, f), BlockScan2x2.Parallel(m, f, null, 4),
+        };
+        foreach (var (output, final) in results)
+        {
+            var expected = output.select(1, 8).clone();
+            final.shape.Should().Equal(expected.shape);
+            (final - expected).abs().max().item<double>().Should().Be(0.0);          // exactly the last step (bit-identical)
+            output.zero_();                                   // no alias: changing or disposing one leaves the other
+            (final - expected).abs().max().item<double>().Should().Be(0.0);
+            output.Dispose();
+            final.abs().sum().item<double>().Should().BeGreaterThan(0);
+        }
+    }
+
     // ---------- (b) zero sizes ----------
 
     public static IEnumerable<object[]> ZeroSizeCases()
