@@ -8,7 +8,7 @@ namespace Discretax.Benchmarks;
 /// <summary>
 /// <see cref="BlockScan2x2"/> on CPU, float32, <c>B = 8, L = 4096, N = 64</c> 2x2 channels (as a LinOSS mixer with 32
 /// oscillators, real and imaginary parts) and a time-invariant <c>M [N, 2, 2]</c>: the compiled kernel (<c>Scan</c>),
-/// the literal loop (<c>Sequential</c>) and the chunked parallel tensor form (<c>ParallelForm</c>, the CUDA path), forward
+/// the literal loop (<c>Recurrent</c>) and the chunked parallel tensor form (<c>Parallel</c>, the CUDA path), forward
 /// and forward+backward (gradients of M and F), against a plain copy of <c>F</c>.
 /// Run: <c>dotnet run -c Release --project benchmarks/Discretax.Benchmarks -- --filter '*BlockScan2x2*'</c>.
 /// </summary>
@@ -50,33 +50,33 @@ public class BlockScan2x2Benchmark
 
     /// <summary>The literal loop.</summary>
     [Benchmark]
-    public void SequentialForward()
+    public void RecurrentForward()
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        BlockScan2x2.Sequential(_m, _f);
+        BlockScan2x2.Recurrent(_m, _f);
     }
 
     /// <summary>The chunked parallel tensor form.</summary>
     [Benchmark]
-    public void ParallelFormForward()
+    public void ParallelForward()
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        BlockScan2x2.ParallelForm(_m, _f);
+        BlockScan2x2.Parallel(_m, _f);
     }
 
     /// <summary>Kernel with its C# backward.</summary>
     [Benchmark]
-    public void ScanForwardBackward() => ForwardBackward(() => BlockScan2x2.Scan(_m, _f));
+    public void ScanForwardBackward() => ForwardBackward(() => BlockScan2x2.Scan(_m, _f).Output);
 
     /// <summary>Loop with autograd.</summary>
     [Benchmark]
-    public void SequentialForwardBackward() => ForwardBackward(() => BlockScan2x2.Sequential(_m, _f));
+    public void RecurrentForwardBackward() => ForwardBackward(() => BlockScan2x2.Recurrent(_m, _f).Output);
 
     /// <summary>Parallel form with autograd.</summary>
     [Benchmark]
-    public void ParallelFormForwardBackward() => ForwardBackward(() => BlockScan2x2.ParallelForm(_m, _f));
+    public void ParallelForwardBackward() => ForwardBackward(() => BlockScan2x2.Parallel(_m, _f).Output);
 
     private void ForwardBackward(Func<Tensor> forward)
     {

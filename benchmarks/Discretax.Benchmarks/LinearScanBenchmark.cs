@@ -7,8 +7,8 @@ namespace Discretax.Benchmarks;
 
 /// <summary>
 /// <see cref="LinearScan"/> on CPU, complex64, <c>B = 8, N = 64</c>, a time-invariant <c>a [N]</c> (as in LRU and S5):
-/// the compiled kernel (<c>Scan</c>), the literal loop (<c>Sequential</c>) and the chunked parallel tensor form
-/// (<c>ParallelForm</c>, the CUDA path), forward and forward+backward (gradients of a and b), against a plain copy of
+/// the compiled kernel (<c>Scan</c>), the literal loop (<c>Recurrent</c>) and the chunked parallel tensor form
+/// (<c>Parallel</c>, the CUDA path), forward and forward+backward (gradients of a and b), against a plain copy of
 /// <c>b</c>, which moves the same bytes as a perfect scan (read b, write h).
 /// Run: <c>dotnet run -c Release --project benchmarks/Discretax.Benchmarks -- --filter '*LinearScan*'</c>.
 /// </summary>
@@ -49,29 +49,29 @@ public class LinearScanBenchmark
     }
 
     [Benchmark]
-    public void SequentialForward()
+    public void RecurrentForward()
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        LinearScan.Sequential(_a, _b);
+        LinearScan.Recurrent(_a, _b);
     }
 
     [Benchmark]
-    public void ParallelFormForward()
+    public void ParallelForward()
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        LinearScan.ParallelForm(_a, _b);
+        LinearScan.Parallel(_a, _b);
     }
 
     [Benchmark]
-    public void ScanForwardBackward() => ForwardBackward(() => LinearScan.Scan(_a, _b));
+    public void ScanForwardBackward() => ForwardBackward(() => LinearScan.Scan(_a, _b).Output);
 
     [Benchmark]
-    public void SequentialForwardBackward() => ForwardBackward(() => LinearScan.Sequential(_a, _b));
+    public void RecurrentForwardBackward() => ForwardBackward(() => LinearScan.Recurrent(_a, _b).Output);
 
     [Benchmark]
-    public void ParallelFormForwardBackward() => ForwardBackward(() => LinearScan.ParallelForm(_a, _b));
+    public void ParallelForwardBackward() => ForwardBackward(() => LinearScan.Parallel(_a, _b).Output);
 
     private void ForwardBackward(Func<Tensor> forward)
     {

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Discretax.Benchmarks;
 
 /// <summary>
-/// <see cref="MLSTMKernel.Chunkwise"/> (chunk 64) against <see cref="MLSTMKernel.Recurrent"/>: B = 4, NH = 4,
+/// <see cref="MLSTMKernel.Chunked"/> (chunk 64) against <see cref="MLSTMKernel.Recurrent"/>: B = 4, NH = 4,
 /// Dk = Dv = 64, float32, forward (no autograd graph) and forward+backward (all five inputs require grad).
 /// The recurrent form is measured up to L = 4096 (its backward keeps one copy of C per step).
 /// Run: <c>dotnet run -c Release --project benchmarks/Discretax.Benchmarks -- --filter '*MLSTMKernel*'</c>.
@@ -17,21 +17,21 @@ public class MLSTMKernelBenchmark
     private Tensor _q = null!, _k = null!, _v = null!, _i = null!, _f = null!;
     private bool _chunkwise;
 
-    /// <summary>The form and the sequence length, e.g. <c>Chunkwise-4096</c>.</summary>
+    /// <summary>The form and the sequence length, e.g. <c>Chunked-4096</c>.</summary>
     [ParamsSource(nameof(Cases))]
     public string Case { get; set; } = "";
 
     /// <summary>The measured cases.</summary>
     public static IEnumerable<string> Cases() => new[]
     {
-        "Chunkwise-1024", "Chunkwise-4096", "Chunkwise-16384", "Recurrent-1024", "Recurrent-4096",
+        "Chunked-1024", "Chunked-4096", "Chunked-16384", "Recurrent-1024", "Recurrent-4096",
     };
 
     [GlobalSetup]
     public void Setup()
     {
         var parts = Case.Split('-');
-        _chunkwise = parts[0] == "Chunkwise";
+        _chunkwise = parts[0] == "Chunked";
         long l = long.Parse(parts[1]);
         var g = new Generator(1);
         _q = randn(new long[] { 4, 4, l, 64 }, generator: g);
@@ -42,7 +42,7 @@ public class MLSTMKernelBenchmark
     }
 
     private (Tensor, MLSTMKernelState) Run(Tensor q, Tensor k, Tensor v, Tensor i, Tensor f) =>
-        _chunkwise ? MLSTMKernel.Chunkwise(q, k, v, i, f, 64) : MLSTMKernel.Recurrent(q, k, v, i, f);
+        _chunkwise ? MLSTMKernel.Chunked(q, k, v, i, f, 64) : MLSTMKernel.Recurrent(q, k, v, i, f);
 
     [Benchmark]
     public void Forward()

@@ -115,7 +115,7 @@ public class LRUMixerFormulationBenchmark : PixelsLayerBenchmark
         var m = _mixer;
         var g = m.gamma_log.exp().unsqueeze(1);
         var bu = complex(u.matmul((m.B_re * g).t()), u.matmul((m.B_im * g).t()));
-        var h = LinearScan.Scan(m.Lambda(), bu);
+        var h = LinearScan.Scan(m.Lambda(), bu).Output;
         return h.real.matmul(m.C_re.t()) - h.imag.matmul(m.C_im.t()) + u * m.D;
     });
 

@@ -101,10 +101,9 @@ public sealed class LRUSequenceMixer : SequenceMixer
         var g = gamma_log.to(dtype).exp().unsqueeze(1);
         var bu = ComplexProjection.ToComplex(u, B_re.to(dtype) * g, B_im.to(dtype) * g);          // [B, L, N]
         var lambda = torch.polar((-nu_log.to(dtype).exp()).exp(), theta_log.to(dtype).exp());
-        var h = LinearScan.Scan(lambda, bu, ((LRUState?)state)?.H);
+        var (h, last) = LinearScan.Scan(lambda, bu, ((LRUState?)state)?.H);
         var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
         if (!returnState) return (y.to(x.dtype), null);
-        var last = h.select(1, h.shape[1] - 1).clone();
         return (y.to(x.dtype), new LRUState(last, x.dtype));
     }
 

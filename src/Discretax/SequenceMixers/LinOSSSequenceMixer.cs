@@ -199,7 +199,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
             var y0 = previous.Y.to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
             h0 = stack(new[] { z0, y0 }, -1);
         }
-        var h = BlockScan2x2.Scan(m2, f, h0);                                                          // [B, L, 2N, 2]
+        var (h, _) = BlockScan2x2.Scan(m2, f, h0);                                                       // [B, L, 2N, 2]
         var y = h.select(-1, 1);
         var cw = C.to(dtype);
         var output = y.narrow(-1, 0, n).matmul(cw.select(-1, 0).t()) - y.narrow(-1, n, n).matmul(cw.select(-1, 1).t()) + u * D.to(dtype);

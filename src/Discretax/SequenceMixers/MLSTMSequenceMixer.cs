@@ -11,7 +11,7 @@ namespace Discretax.SequenceMixers;
 /// <summary>
 /// The mLSTM layer of xLSTM (Beck et al. 2024, "xLSTM: Extended Long Short-Term Memory",
 /// https://arxiv.org/abs/2405.04517) with the options of xlstm-jax's <c>mLSTMLayerConfig</c>; the cell runs on
-/// <see cref="MLSTMKernel.Chunkwise"/>. Shapes: <c>[B, L, E] -> [B, L, E]</c> (or unbatched <c>[L, E]</c>).
+/// <see cref="MLSTMKernel.Chunked"/>. Shapes: <c>[B, L, E] -> [B, L, E]</c> (or unbatched <c>[L, E]</c>).
 /// </summary>
 /// <remarks>
 /// <para><b><see cref="MLSTMLayerType.MLSTM"/></b> (default; xlstm-jax <c>mLSTMLayer</c>/<c>mLSTMInnerLayer</c>,
@@ -115,7 +115,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
     /// <param name="gateSoftCap">If set (&gt; 0), gate pre-activations become <c>cap * tanh(a / cap)</c>; null (default) leaves them as they are.</param>
     /// <param name="initDistribution">The distribution of the projection weights.</param>
     /// <param name="outputInitFn">The init of <c>proj_down</c>.</param>
-    /// <param name="chunkSize">The chunk length of <see cref="MLSTMKernel.Chunkwise"/> (at least 1).</param>
+    /// <param name="chunkSize">The chunk length of <see cref="MLSTMKernel.Chunked"/> (at least 1).</param>
     /// <param name="numBlocks">The number of blocks of the model this layer is part of (the Wang init uses it; xlstm-jax's <c>_num_blocks</c>, default 1).</param>
     /// <param name="normEps">The eps of the multi-head norm (xlstm-jax's <c>norm_eps</c>, 1e-6).</param>
     public MLSTMSequenceMixer(long embeddingDim, int numHeads = 4, double projFactor = 2.0, int conv1dKernelSize = 4,
@@ -311,7 +311,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
         var qh = q.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var kh = k.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var vh = v.reshape(b, l, nh, VDim / nh).transpose(1, 2);
-        var (h, cellState) = MLSTMKernel.Chunkwise(qh, kh, vh, ig, fg, ChunkSize,
+        var (h, cellState) = MLSTMKernel.Chunked(qh, kh, vh, ig, fg, ChunkSize,
             previous is null ? null : new MLSTMKernelState(previous.C, previous.N, previous.M));
         var hn = outnorm.forward(h.transpose(1, 2)).reshape(b, l, VDim);         // [B, L, Dv]
 

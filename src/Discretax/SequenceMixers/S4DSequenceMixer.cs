@@ -233,7 +233,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
             long size = Math.Min(StreamChunkLength, length - start);
             var piece = uc.narrow(1, start, size);                                   // [B, Lc, H]
             var b = (piece.unsqueeze(-1) * dB).reshape(batch, size, channels * modes); // [B, Lc, H N/2]
-            var states = LinearScan.Scan(a, b, h).view(batch, size, channels, modes);
+            var states = LinearScan.Scan(a, b, h).Output.view(batch, size, channels, modes);
             outputs.Add((states * c).sum(-1).real);                                 // [B, Lc, H]
             h = states.select(1, size - 1).reshape(batch, channels * modes);
         }

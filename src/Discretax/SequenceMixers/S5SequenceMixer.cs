@@ -208,19 +208,8 @@ public sealed class S5SequenceMixer : SequenceMixer
         var b = B.to(dtype);
         var bTilde = complex(b.select(2, 0), b.select(2, 1));                        // [P, H]
         var step = log_step.to(dtype).select(1, 0).exp() * StepRescale;             // [P]
-        Tensor lambdaBar, scale;
-        if (Discretization == Discretization.Zoh)
-        {
-            lambdaBar = (lambda * step).exp();
-            scale = (lambdaBar - 1.0) / lambda;
-        }
-        else
-        {
-            var halfStep = lambda * (step * 0.5);
-            var inverse = (1.0 - halfStep).reciprocal();
-            lambdaBar = inverse * (1.0 + halfStep);
-            scale = inverse * step;
-        }
+        var (logLambdaBar, scale) = DiagonalDiscretization.Discretize(lambda.real, lambda.imag, step, Discretization);
+        var lambdaBar = logLambdaBar.exp();
         return (lambdaBar, scale.unsqueeze(1) * bTilde);
     }
 
@@ -231,13 +220,12 @@ public sealed class S5SequenceMixer : SequenceMixer
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
         var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]
-        var states = LinearScan.Scan(lambdaBar, bu, ((S5State?)state)?.X);         // [B, L, P]
+        var (states, last) = LinearScan.Scan(lambdaBar, bu, ((S5State?)state)?.X);  // [B, L, P]
         var c = C.to(dtype);
         var y = ComplexProjection.RealPart(states, c.select(2, 0), c.select(2, 1));  // Re(C x)
         if (ConjSym) y = y * 2.0;
         y = y + u * D.to(dtype);
         if (!returnState) return (y.to(x.dtype), null);
-        var last = states.select(1, states.shape[1] - 1).clone();
         return (y.to(x.dtype), new S5State(last, x.dtype));
     }
 

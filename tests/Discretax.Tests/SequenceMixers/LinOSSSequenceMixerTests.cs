@@ -157,7 +157,7 @@ public class LinOSSSequenceMixerTests
             (v[4 * i] * v[4 * i + 3] - v[4 * i + 1] * v[4 * i + 2]).Should().BeApproximately(1.0, 1e-12);
 
         var h0 = stack(new[] { zeros(1, n, dtype: ScalarType.Float64), ones(1, n, dtype: ScalarType.Float64) }, -1); // z = 0, y = 1
-        var h = BlockScan2x2.Scan(m, zeros(new long[] { 1, steps, n, 2 }, dtype: ScalarType.Float64), h0);
+        var (h, _) = BlockScan2x2.Scan(m, zeros(new long[] { 1, steps, n, 2 }, dtype: ScalarType.Float64), h0);
         var z = h.select(-1, 0);
         var y = h.select(-1, 1);
         var m11 = m.select(-2, 0).select(-1, 0); var m12 = m.select(-2, 0).select(-1, 1);
@@ -177,7 +177,7 @@ public class LinOSSSequenceMixerTests
             damped.G_diag!.fill_(0.05); // det M = 1 / (1 + 0.5 * 0.05): |lambda| = 0.988, |lambda|^10000 ~ 1e-53
             damped.steps.zero_();
         }
-        var hd = BlockScan2x2.Scan(damped.TransitionMatrix(), zeros(new long[] { 1, steps, n, 2 }, dtype: ScalarType.Float64), h0);
+        var (hd, _) = BlockScan2x2.Scan(damped.TransitionMatrix(), zeros(new long[] { 1, steps, n, 2 }, dtype: ScalarType.Float64), h0);
         hd.select(1, steps - 1).abs().max().item<double>().Should().BeLessThan(0.5);
     }
 

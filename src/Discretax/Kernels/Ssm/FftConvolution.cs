@@ -42,7 +42,11 @@ public static class FftConvolution
     /// longer than the sequence is rejected (its tail could never act causally, and silently dropping it
     /// usually hides a bug).
     /// </param>
-    /// <returns>The output <c>[B, L, H]</c> in <paramref name="u"/>'s dtype, on its device.</returns>
+    /// <returns>The output <c>[B, L, H]</c> in <paramref name="u"/>'s dtype, on its device. A convolution carries no
+    /// state, so unlike the sequence kernels (which return <c>(Output, FinalState)</c>) this returns the output alone.</returns>
+    /// <remarks>Non-finite values: a NaN or infinity anywhere in <paramref name="u"/> or the kernel spreads through the
+    /// FFT to every output, those before its step included (the transform mixes all positions); this kernel cannot keep
+    /// them causal. Check inputs with <c>isfinite</c> where that matters (docs/kernels/contracts.md).</remarks>
     /// <exception cref="ArgumentException">A shape, dtype or device does not match the description above.</exception>
     public static Tensor Causal(Tensor u, Tensor kernel)
     {
@@ -53,8 +57,8 @@ public static class FftConvolution
         Check.Rank(kernel, 2, "[H, Lk]");
         Check.RealFloating(kernel);
         long length = u.shape[1], channels = u.shape[2];
-        if (length < 1)
-            throw new ArgumentException($"Expected a sequence length L of at least 1 in u [B, L, H]; got shape {Check.Shape(u)}.", nameof(u));
+        if (u.shape[0] < 1 || length < 1 || channels < 1)
+            throw new ArgumentException($"Expected u [B, L, H] with B, L, H >= 1; got shape {Check.Shape(u)}.", nameof(u));
         if (kernel.shape[0] != channels)
             throw new ArgumentException($"Expected kernel [H, Lk] with H = {channels} (the channels of u {Check.Shape(u)}); got shape {Check.Shape(kernel)}.", nameof(kernel));
         long kernelLength = kernel.shape[1];

@@ -23,10 +23,7 @@ public class UnitLowerInverseTests
         var a = (randn(new[] { 2L, 3, c, c }, dtype: ScalarType.Float64, generator: g) * 0.4).requires_grad_();
         var weight = randn(new[] { 2L, 3, c, c }, dtype: ScalarType.Float64, generator: g);
 
-        Tensor t;
-        UnitLowerInverse.ForceTensorPath = tensorPath;
-        try { t = UnitLowerInverse.Invert(a); }
-        finally { UnitLowerInverse.ForceTensorPath = false; }
+        var t = UnitLowerInverse.Invert(a, tensorPath ? KernelPath.Tensor : KernelPath.Auto);
         (t * weight).sum().backward();
         var grad = a.grad!.clone();
 

@@ -18,10 +18,13 @@ namespace Discretax.Kernels;
 /// <c>(a1, b1) . (a2, b2) = (a2 a1, a2 b1 + b2)</c> (apply step 1, then step 2), which allows parallel-in-time
 /// evaluation (Blelloch 1990; Martin and Cundy 2018, https://arxiv.org/abs/1709.04057; Smith et al. 2023,
 /// https://arxiv.org/abs/2208.04933).</para>
+/// <para>Every form returns <c>(Output, FinalState)</c>: all states <c>h_1..h_L</c> <c>[B, L, N]</c> and the state after the
+/// last step <c>h_L</c> <c>[B, N]</c> (a copy, not a view of the output; both in the dtype of <c>b</c>, both owned by
+/// the caller, and gradients flow through both).</para>
 /// <para>Three forms of one math:</para>
 /// <list type="bullet">
-/// <item><see cref="Sequential"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
-/// <item><see cref="ParallelForm"/>: a chunked parallel-in-time tensor form (doubling scan inside chunks of
+/// <item><see cref="Recurrent"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
+/// <item><see cref="Parallel"/>: a chunked parallel-in-time tensor form (doubling scan inside chunks of
 /// <c>C</c> steps, doubling scan across the chunk totals, then one broadcast product), O(L log C) work and
 /// O(log L) depth, with no division by cumulative products, so it stays exact when <c>|a|</c> is tiny
 /// (products underflow to zero, which is their correct value) or near one over long spans.</item>
@@ -31,60 +34,100 @@ namespace Discretax.Kernels;
 /// grad <c>a_t = d_t conj(h_{t-1})</c> (summed over broadcast dimensions); grad <c>h_0 = conj(a_1) d_1</c>
 /// (PyTorch's convention for complex gradients).</item>
 /// </list>
-/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="ParallelForm"/> on every other
+/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="Parallel"/> on every other
 /// device (on a CPU a loop of tensor operations costs microseconds per step and the parallel tensor forms lose to
 /// the compiled loop; on a GPU the loop's launches lose to the parallel form). See docs/kernels/linear-scan.md.</para>
 /// </remarks>
 public static class LinearScan
 {
-    /// <summary>Default chunk length of <see cref="ParallelForm"/>.</summary>
-    public const int DefaultChunkSize = 64;
+    /// <summary>Default chunk length of <see cref="Parallel"/>.</summary>
+    public const int DefaultChunkSize = ScanKernel<Layout>.DefaultChunkSize;
 
     /// <summary>
-    /// Every state of <c>h_t = a_t * h_{t-1} + b_t</c>: the compiled CPU kernel (with its reverse-scan backward)
-    /// for CPU tensors, <see cref="ParallelForm"/> on other devices.
+    /// Every state of <c>h_t = a_t * h_{t-1} + b_t</c> and the last one: the compiled CPU kernel (with its reverse-scan
+    /// backward) for CPU tensors, <see cref="Parallel"/> on other devices.
     /// </summary>
     /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c> (or with size-1 dimensions).</param>
-    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
-    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
-    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static Tensor Scan(Tensor a, Tensor b, Tensor? initialState = null)
-    {
-        Validate(a, b, initialState);
-        using var scope = NewDisposeScope();
-        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
-        Tensor h;
-        if (bc.device_type == DeviceType.CPU)
-        {
-            ac = Resolve(ac);
-            bc = Resolve(bc);
-            h0 = h0 is null ? null : Resolve(h0);
-            bool track = torch.is_grad_enabled() && (ac.requires_grad || bc.requires_grad || (h0?.requires_grad ?? false));
-            h = track ? LinearScanFunction.apply(ac, bc, h0!) : LinearScanCpu.Forward(ac, bc, h0);
-        }
-        else
-        {
-            h = ParallelCore(ac, bc, h0, DefaultChunkSize);
-        }
-        if (h.dtype != resultType) h = h.to_type(resultType);
-        return h.MoveToOuterDisposeScope();
-    }
+    /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes (a zero size included), dtypes or devices that do not fit together.</exception>
+    public static (Tensor Output, Tensor FinalState) Scan(Tensor a, Tensor b, Tensor? initialState = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState);
+
+    /// <summary>
+    /// <see cref="Scan"/> with the implementation picked explicitly (tests run <see cref="KernelPath.Tensor"/> on CPU).
+    /// </summary>
+    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor a, Tensor b, Tensor? initialState, KernelPath path) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState, path: path);
 
     /// <summary>
     /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the
     /// reference the other forms are tested against.
     /// </summary>
     /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
-    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
-    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
+    /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static Tensor Sequential(Tensor a, Tensor b, Tensor? initialState = null)
+    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor a, Tensor b, Tensor? initialState = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Recurrent, a, b, initialState);
+
+    /// <summary>
+    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any
+    /// device (so it is tested on CPU). Differentiable by autograd.
+    /// </summary>
+    /// <remarks>
+    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>a = 1, b = 0</c>, which
+    /// leaves the state unchanged, and cut off afterwards). Inside each chunk a Hillis-Steele doubling scan with
+    /// the associative operator gives, for every step, the product <c>A_t</c> of the coefficients since the chunk
+    /// start and the state <c>B_t</c> reached from a zero state; across chunks the same doubling scan over the
+    /// chunk totals (from the initial state) gives the state entering each chunk, <c>E</c>; then
+    /// <c>h_t = A_t E + B_t</c>. Only products and sums, never a division by a cumulative product.
+    /// </remarks>
+    /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
+    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
+    /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
+    public static (Tensor Output, Tensor FinalState) Parallel(Tensor a, Tensor b, Tensor? initialState = null, int chunkSize = DefaultChunkSize) =>
+        ScanKernel<Layout>.Run(ScanForm.Parallel, a, b, initialState, chunkSize);
+
+    /// <summary>What the diagonal scan states for the shared scan wrapper.</summary>
+    internal sealed class Layout : IScanLayout
     {
-        Validate(a, b, initialState);
-        using var scope = NewDisposeScope();
-        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
+        /// <inheritdoc/>
+        public static string Name => "LinearScan";
+
+        /// <inheritdoc/>
+        public static void Validate(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            LinearScan.Validate(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static Tensor Canonical(Tensor coefficients, Tensor inputs) => LinearScan.Canonical(coefficients, inputs);
+
+        /// <inheritdoc/>
+        public static Tensor Recurrent(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            RecurrentCore(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static Tensor Parallel(Tensor coefficients, Tensor inputs, Tensor? initialState, int chunkSize) =>
+            ParallelCore(coefficients, inputs, initialState, chunkSize);
+
+        /// <inheritdoc/>
+        public static Tensor CpuForward(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            LinearScanCpu.Forward(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static (Tensor GradInputs, Tensor? GradCoefficients, Tensor? GradInitialState) CpuBackward(Tensor coefficients,
+            Tensor gradStates, Tensor? states, Tensor? initialState, bool needCoefficients, bool needInitialState) =>
+            LinearScanCpu.Backward(coefficients, gradStates, states, initialState, needCoefficients, needInitialState);
+    }
+
+    private static Tensor RecurrentCore(Tensor ac, Tensor bc, Tensor? h0)
+    {
         var a3 = Rank3(ac);
         // unbind (not select per step): its backward is one stack, where per-step select backwards would each
         // allocate a zero tensor of the full input shape (quadratic in L).
@@ -100,39 +143,7 @@ public static class LinearScan
             h = h is null ? bt : at * h + bt; // h_1 = a_1 * 0 + b_1 (stack copies)
             states[t] = h;
         }
-        var result = stack(states, 1);
-        if (result.dtype != resultType) result = result.to_type(resultType);
-        return result.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any
-    /// device (so it is tested on CPU). Differentiable by autograd.
-    /// </summary>
-    /// <remarks>
-    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>a = 1, b = 0</c>, which
-    /// leaves the state unchanged, and cut off afterwards). Inside each chunk a Hillis-Steele doubling scan with
-    /// the associative operator gives, for every step, the product <c>A_t</c> of the coefficients since the chunk
-    /// start and the state <c>B_t</c> reached from a zero state; across chunks the same doubling scan over the
-    /// chunk totals (from the initial state) gives the state entering each chunk, <c>E</c>; then
-    /// <c>h_t = A_t E + B_t</c>. Only products and sums, never a division by a cumulative product.
-    /// </remarks>
-    /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
-    /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, <c>L &gt;= 1</c>.</param>
-    /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
-    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
-    /// <returns>The states <c>[B, L, N]</c> in the dtype of <paramref name="b"/>.</returns>
-    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
-    public static Tensor ParallelForm(Tensor a, Tensor b, Tensor? initialState = null, int chunkSize = DefaultChunkSize)
-    {
-        Validate(a, b, initialState);
-        Check.AtLeast(chunkSize, 1);
-        using var scope = NewDisposeScope();
-        var (ac, bc, h0, resultType) = Prepare(a, b, initialState);
-        var h = ParallelCore(ac, bc, h0, chunkSize);
-        if (h.dtype != resultType) h = h.to_type(resultType);
-        return h.MoveToOuterDisposeScope();
+        return stack(states, 1);
     }
 
     private static Tensor ParallelCore(Tensor ac, Tensor b, Tensor? h0, int chunkSize)
@@ -195,38 +206,21 @@ public static class LinearScan
         _ => ac,
     };
 
-    /// <summary>Contiguous with conjugate and negative bits materialized, as the CPU kernel reads raw memory.</summary>
-    private static Tensor Resolve(Tensor t)
-    {
-        if (t.is_complex()) t = t.resolve_conj();
-        return t.resolve_neg().contiguous();
-    }
-
     /// <summary>
-    /// Upcasts float16/bfloat16 to float32 and brings <c>a</c> to its canonical form: <c>[N]</c> when it varies
-    /// over neither batch nor time, <c>[L, N]</c> when it varies over time only, else <c>[B, L, N]</c> (all with the
-    /// full <c>N</c>). Every step is a differentiable tensor operation, so gradients reach the caller's tensors.
+    /// <c>a</c> in its canonical form: <c>[N]</c> when it varies over neither batch nor time, <c>[L, N]</c> when it
+    /// varies over time only, else <c>[B, L, N]</c> (all with the full <c>N</c>). Every step is a differentiable tensor
+    /// operation, so gradients reach the caller's tensors.
     /// </summary>
-    private static (Tensor A, Tensor B, Tensor? H0, ScalarType ResultType) Prepare(Tensor a, Tensor b, Tensor? h0)
+    private static Tensor Canonical(Tensor a, Tensor b)
     {
-        var resultType = b.dtype;
-        if (resultType is ScalarType.Float16 or ScalarType.BFloat16)
-        {
-            a = a.to_type(ScalarType.Float32);
-            b = b.to_type(ScalarType.Float32);
-            h0 = h0?.to_type(ScalarType.Float32);
-        }
         long bsz = b.shape[0], len = b.shape[1], n = b.shape[2];
         var a3 = a;
         while (a3.dim() < 3) a3 = a3.unsqueeze(0);
-        Tensor ac;
         if (a3.shape[0] == bsz && bsz > 1)
-            ac = a3.expand(bsz, len, n);
-        else if (a3.shape[1] == len && len > 1)
-            ac = a3.select(0, 0).expand(len, n);
-        else
-            ac = a3.select(0, 0).select(0, 0).expand(n);
-        return (ac, b, h0, resultType);
+            return a3.expand(bsz, len, n);
+        if (a3.shape[1] == len && len > 1)
+            return a3.select(0, 0).expand(len, n);
+        return a3.select(0, 0).select(0, 0).expand(n);
     }
 
     private static void Validate(Tensor a, Tensor b, Tensor? initialState)

@@ -26,9 +26,6 @@ namespace Discretax.Kernels;
 /// </remarks>
 internal static unsafe class LinearScanCpu
 {
-    /// <summary>Below this many scalars of work a call runs on the calling thread.</summary>
-    private const long SerialWork = 1 << 15;
-
     /// <summary>Smallest block of a row (in scalars) a task gets when a row is split.</summary>
     private const int MinBlock = 64;
 
@@ -117,33 +114,9 @@ internal static unsafe class LinearScanCpu
 
     private static T* Ptr<T>(Tensor? t) where T : unmanaged => CpuTensorMemory.Pointer<T>(t, "LinearScan");
 
-    private static (int Blocks, int BlockWidth) Partition(int bsz, int len, int width)
-    {
-        if ((long)bsz * len * width <= SerialWork) return (1, width);
-        int target = 4 * Environment.ProcessorCount;
-        int blocks = Math.Max(1, (target + bsz - 1) / bsz);
-        blocks = Math.Min(blocks, Math.Max(1, width / MinBlock));
-        int blockWidth = (width + blocks - 1) / blocks;
-        blockWidth = (blockWidth + 7) & ~7; // whole complex pairs and whole vectors
-        blocks = (width + blockWidth - 1) / blockWidth;
-        return (blocks, blockWidth);
-    }
-
-    private static void Run(int bsz, int len, int width, Action<int, int, int> block)
-    {
-        var (blocks, blockWidth) = Partition(bsz, len, width);
-        int tasks = bsz * blocks;
-        void Body(int task)
-        {
-            int bi = task / blocks, k = task % blocks;
-            int c0 = k * blockWidth, c1 = Math.Min(width, c0 + blockWidth);
-            block(bi, c0, c1);
-        }
-        if (tasks == 1 || (long)bsz * len * width <= SerialWork)
-            for (int i = 0; i < tasks; i++) Body(i);
-        else
-            Parallel.For(0, tasks, Body);
-    }
+    /// <summary>Tasks of one batch entry and one block of a row, blocks of whole vectors (multiples of 8 scalars).</summary>
+    private static void Run(int bsz, int len, int width, Action<int, int, int> block) =>
+        CpuChannelBlocks.Run(bsz, width, (long)bsz * len * width, MinBlock, 8, block);
 
     private static void ForwardTyped<T>(Tensor a, Tensor b, Tensor? h0, Tensor h, int mode, int bsz, int len, int width, bool complex)
         where T : unmanaged, INumber<T>

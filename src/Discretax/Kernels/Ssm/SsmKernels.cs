@@ -175,25 +175,8 @@ public static class SsmKernels
     }
 
     /// <summary>Returns (log dA, dB), complex [H, N/2], in the (real) compute type of the inputs.</summary>
-    private static (Tensor LogDA, Tensor DB) DiscretizeCore(Tensor logDt, Tensor aReal, Tensor aImag, Discretization discretization)
-    {
-        var dt = logDt.exp().unsqueeze(-1);                          // [H, 1]
-        var a = complex(aReal, aImag);                               // [H, N/2]
-        if (discretization == Discretization.Zoh)
-        {
-            var xr = aReal * dt;
-            var xi = aImag * dt;
-            var logDA = complex(xr, xi);                             // dt A
-            // exp(dt A) - 1 without cancellation: Re = expm1(xr) cos(xi) - 2 sin^2(xi/2), Im = exp(xr) sin(xi).
-            var half = (xi * 0.5).sin();
-            var em1 = complex(xr.expm1() * xi.cos() - half * half * 2.0, xr.exp() * xi.sin());
-            return (logDA, em1 / a);
-        }
-        var halfDtA = a * (dt * 0.5);                                // dt A / 2
-        var denominator = 1.0 - halfDtA;                             // 1 - dt A/2
-        var numerator = halfDtA + 1.0;                               // 1 + dt A/2
-        return (numerator.log() - denominator.log(), dt / denominator);
-    }
+    private static (Tensor LogDA, Tensor DB) DiscretizeCore(Tensor logDt, Tensor aReal, Tensor aImag, Discretization discretization) =>
+        DiagonalDiscretization.Discretize(aReal, aImag, logDt.exp().unsqueeze(-1), discretization);
 
     private static void ValidateSystem(Tensor logDt, Tensor aReal, Tensor aImag)
     {

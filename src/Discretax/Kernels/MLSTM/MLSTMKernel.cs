@@ -8,7 +8,7 @@ namespace Discretax.Kernels;
 /// The mLSTM cell of xLSTM (Beck et al. 2024, "xLSTM: Extended Long Short-Term Memory",
 /// https://arxiv.org/abs/2405.04517) in three forms of one math, as in NX-AI's mlstm_kernels
 /// (https://github.com/NX-AI/mlstm_kernels): the literal stabilized recurrence (<see cref="Recurrent"/>, the
-/// oracle), the chunkwise form (<see cref="Chunkwise"/>, the fast path) and the quadratic parallel form
+/// oracle), the chunked form (<see cref="Chunked"/>, the fast path) and the quadratic parallel form
 /// (<see cref="Parallel"/>).
 /// </summary>
 /// <remarks>
@@ -52,7 +52,7 @@ public static class MLSTMKernel
     /// <c>m [B, NH]</c>), or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
     /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
-    public static (Tensor Output, MLSTMKernelState FinalState) Chunkwise(Tensor q, Tensor k, Tensor v,
+    public static (Tensor Output, MLSTMKernelState FinalState) Chunked(Tensor q, Tensor k, Tensor v,
         Tensor inputGate, Tensor forgetGate, int chunkSize = 64, MLSTMKernelState? initialState = null,
         double eps = 1e-6)
     {
@@ -64,11 +64,11 @@ public static class MLSTMKernel
         {
             // Long sequences go through in segments of whole chunks with the state (C, n, m) carried: the same
             // chunks and the same arithmetic, with cache-sized temporaries, so the time grows linearly in L.
-            var (joined, final) = SequenceSegments.Run(length, chunkSize, initialState, (start, len, state) =>
-                Chunkwise(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
+            var (joined, final) = SequenceSegments.Run<MLSTMKernelState?>(length, chunkSize, initialState, (start, len, state) =>
+                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
                     inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, state, eps),
-                release: state => state.Dispose());
-            return (joined.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+                release: state => state?.Dispose());
+            return (joined.MoveToOuterDisposeScope(), final!.Value.MoveToOuterDisposeScope());
         }
 
         var ct = ComputeType(q.dtype);
@@ -145,7 +145,7 @@ public static class MLSTMKernel
         var dMat = CausalLogWeights(seg, ic);                      // [B, NH, NC, CS, CS]
         var mt = maximum(interLog, dMat.amax(new long[] { -1 }));  // the recurrence's m_t
         var inter = (interLog - mt).exp();
-        var sMat = qc.matmul(kc.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
+        var sMat = CausalMask(qc.matmul(kc.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp());
         var num = inter.unsqueeze(-1) * qc.matmul(cPrev) + sMat.matmul(vc);
         var den = inter * qc.matmul(nPrev.unsqueeze(-1)).squeeze(-1) + sMat.sum(-1);
         var h = num / (maximum(den.abs(), (-mt).exp()) + eps).unsqueeze(-1);
@@ -154,10 +154,7 @@ public static class MLSTMKernel
         if (pad > 0) output = output.narrow(2, 0, length);
         output = output.to(q.dtype);
 
-        var state = new MLSTMKernelState(c, n, m);
-        output.MoveToOuterDisposeScope();
-        state.MoveToOuterDisposeScope();
-        return (output, state);
+        return (output.MoveToOuterDisposeScope(), new MLSTMKernelState(c, n, m).MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -221,27 +218,30 @@ public static class MLSTMKernel
         }
 
         var output = stack(outputs, 2).to(q.dtype);
-        var state = new MLSTMKernelState(c, n, m);
-        output.MoveToOuterDisposeScope();
-        state.MoveToOuterDisposeScope();
-        return (output, state);
+        return (output.MoveToOuterDisposeScope(), new MLSTMKernelState(c, n, m).MoveToOuterDisposeScope());
     }
 
     /// <summary>
     /// The quadratic parallel form over the whole sequence (no initial state: <c>m_0 = 0</c>, which enters the
     /// stabilizer as the term <c>b_t + 0</c>); O(L^2) time and memory, for short sequences and tests.
     /// </summary>
+    /// <remarks>
+    /// The final state is formed in closed form from the zero state: with <c>a_j = b_L - b_j + i_j</c> (the last row of
+    /// the log weights), <c>m_L = max(b_L, max_j a_j)</c>, <c>C_L = sum_j exp(a_j - m_L) k_j v_j^T</c>,
+    /// <c>n_L = sum_j exp(a_j - m_L) k_j</c>: every exponent is at most 0, and <c>m_L</c> is the recurrence's
+    /// stabilizer exactly, as in the chunked form's state hand-off.
+    /// </remarks>
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
     /// <param name="inputGate">Input gate pre-activations <c>i</c>, <c>[B, NH, L]</c>.</param>
     /// <param name="forgetGate">Forget gate pre-activations <c>f</c>, <c>[B, NH, L]</c> (the kernel applies logsigmoid).</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
-    /// <returns>The outputs <c>[B, NH, L, Dv]</c> in q's dtype.</returns>
-    public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor inputGate, Tensor forgetGate,
+    /// <returns>The outputs <c>[B, NH, L, Dv]</c> in q's dtype and the state after step L (owned by the caller).</returns>
+    public static (Tensor Output, MLSTMKernelState FinalState) Parallel(Tensor q, Tensor k, Tensor v, Tensor inputGate, Tensor forgetGate,
         double eps = 1e-6)
     {
-        var (_, _, _, dk, _) = Validate(q, k, v, inputGate, forgetGate, null, eps);
+        var (_, _, length, dk, _) = Validate(q, k, v, inputGate, forgetGate, null, eps);
 
         using var scope = NewDisposeScope();
         var ct = ComputeType(q.dtype);
@@ -254,11 +254,29 @@ public static class MLSTMKernel
 
         var dMat = CausalLogWeights(SegmentSums(lf), ig);                  // [B, NH, L, L]
         var mt = maximum(b, dMat.amax(new long[] { -1 }));                 // includes m_0 = 0 via b_t + 0
-        var sMat = qs.matmul(ks.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp();
+        var sMat = CausalMask(qs.matmul(ks.transpose(-1, -2)) * (dMat - mt.unsqueeze(-1)).exp());
         var num = sMat.matmul(vs);
         var den = sMat.sum(-1);
         var h = num / (maximum(den.abs(), (-mt).exp()) + eps).unsqueeze(-1);
-        return h.to(q.dtype).MoveToOuterDisposeScope();
+
+        // Final state from the last row of the log weights, a_j = b_L - b_j + i_j, stabilized by m_L.
+        var mFinal = mt.select(-1, length - 1);                            // [B, NH]
+        var w = (dMat.select(-2, length - 1) - mFinal.unsqueeze(-1)).exp().unsqueeze(-1);   // [B, NH, L, 1]
+        var kw = ks * w;
+        var cFinal = kw.transpose(-1, -2).matmul(vs);                      // [B, NH, Dk, Dv]
+        var nFinal = kw.sum(-2);                                           // [B, NH, Dk]
+        return (h.to(q.dtype).MoveToOuterDisposeScope(), new MLSTMKernelState(cFinal, nFinal, mFinal.clone()).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Zeroes the entries above the diagonal of <c>[..., T, T]</c> with a select (not a multiplication), so that a
+    /// non-finite key or gate at step j does not reach the rows t &lt; j (0 * inf is NaN; the select is 0).
+    /// </summary>
+    private static Tensor CausalMask(Tensor s)
+    {
+        long len = s.shape[^1];
+        var above = ones(len, len, dtype: ScalarType.Bool, device: s.device).triu(1);
+        return s.masked_fill(above, 0.0);
     }
 
     /// <summary>
@@ -294,7 +312,8 @@ public static class MLSTMKernel
                 zeros(new long[] { batch, heads, dk }, dtype: ct, device: device),
                 zeros(new long[] { batch, heads }, dtype: ct, device: device));
         }
-        return (state.C.to(ct), state.N.to(ct), state.M.to(ct));
+        var s = state.Value;
+        return (s.C.to(ct), s.N.to(ct), s.M.to(ct));
     }
 
     private static (long B, long NH, long L, long Dk, long Dv) Validate(Tensor q, Tensor k, Tensor v,
@@ -314,17 +333,24 @@ public static class MLSTMKernel
         Check.SameDevice(q, forgetGate, nameof(q));
         if (!(eps >= 0 && double.IsFinite(eps)))
             throw new ArgumentOutOfRangeException(nameof(eps), eps, $"Expected a finite eps of at least 0; got {eps}.");
-        if (initialState is not null)
+        if (initialState is MLSTMKernelState init)
         {
-            var (c, n, m) = initialState;
-            if (!c.shape.SequenceEqual(new[] { batch, heads, dk, dv }) || !n.shape.SequenceEqual(new[] { batch, heads, dk })
-                || !m.shape.SequenceEqual(new[] { batch, heads }))
-                throw new ArgumentException(
-                    $"Expected an initial state with C [{batch}, {heads}, {dk}, {dv}], n [{batch}, {heads}, {dk}], m [{batch}, {heads}]; got C {Check.Shape(c)}, n {Check.Shape(n)}, m {Check.Shape(m)}.",
-                    nameof(initialState));
-            if (!Check.SameDevice(c.device, q.device) || !Check.SameDevice(n.device, q.device) || !Check.SameDevice(m.device, q.device))
-                throw new ArgumentException($"Expected an initial state on q's device {q.device}; got C on {c.device}.", nameof(initialState));
+            StatePart(init.C, "C", new[] { batch, heads, dk, dv }, "[B, NH, Dk, Dv]", q);
+            StatePart(init.N, "N", new[] { batch, heads, dk }, "[B, NH, Dk]", q);
+            StatePart(init.M, "M", new[] { batch, heads }, "[B, NH]", q);
         }
         return (batch, heads, length, dk, dv);
+    }
+
+    private static void StatePart(Tensor? part, string name, long[] expected, string layout, Tensor q)
+    {
+        if (part is null)
+            throw new ArgumentException($"Expected initialState.{name} {layout} = {Check.Shape(expected)}; got null.", "initialState");
+        if (!Check.IsRealFloating(part.dtype))
+            throw new ArgumentException($"Expected initialState.{name} of a real floating dtype; got {part.dtype}.", "initialState");
+        if (!part.shape.SequenceEqual(expected))
+            throw new ArgumentException($"Expected initialState.{name} {layout} = {Check.Shape(expected)}; got shape {Check.Shape(part)}.", "initialState");
+        if (!Check.SameDevice(part.device, q.device))
+            throw new ArgumentException($"Expected initialState.{name} on q's device {q.device}; got {part.device}.", "initialState");
     }
 }

@@ -8,6 +8,14 @@ namespace Discretax.Tests.Kernels;
 
 public class BlockScan2x2Tests
 {
+    // The states (Output) of each form; the final states are checked in FinalStateIsACopyOfTheLastStep.
+    private static Tensor ScanH(Tensor c, Tensor x, Tensor? h0 = null) => BlockScan2x2.Scan(c, x, h0).Output;
+
+    private static Tensor RecurrentH(Tensor c, Tensor x, Tensor? h0 = null) => BlockScan2x2.Recurrent(c, x, h0).Output;
+
+    private static Tensor ParallelH(Tensor c, Tensor x, Tensor? h0 = null, int chunkSize = BlockScan2x2.DefaultChunkSize) =>
+        BlockScan2x2.Parallel(c, x, h0, chunkSize).Output;
+
     public enum MLayout { N, LN, BLN }
 
     private static long[] MShape(MLayout layout, long b, long l, long n) => layout switch
@@ -53,7 +61,7 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         const int B = 2, L = 9, N = 3;
         var (m, f, h0) = Inputs(MLayout.BLN, B, L, N, true, ScalarType.Float64, 1);
-        var h = BlockScan2x2.Sequential(m, f, h0);
+        var h = RecurrentH(m, f, h0);
         var mv = TestUtil.Values(m);
         var fv = TestUtil.Values(f);
         var hv = TestUtil.Values(h0!);
@@ -94,7 +102,7 @@ public class BlockScan2x2Tests
     {
         using var scope = NewDisposeScope();
         var (m, f, h0) = Inputs(layout, b, l, n, withH0, ScalarType.Float64, 10);
-        RelMax(BlockScan2x2.Scan(m, f, h0), BlockScan2x2.Sequential(m, f, h0)).Should().BeLessThan(1e-12);
+        RelMax(ScanH(m, f, h0), RecurrentH(m, f, h0)).Should().BeLessThan(1e-12);
     }
 
     [Theory]
@@ -105,8 +113,8 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         var (m, f, h0) = Inputs(layout, b, l, n, withH0, ScalarType.Float64, 20);
         var w = randn(new[] { b, l, n, 2 }, dtype: ScalarType.Float64, generator: new Generator(21));
-        var (gm1, gf1, gh1) = Grads(BlockScan2x2.Scan, m, f, h0, w);
-        var (gm2, gf2, gh2) = Grads(BlockScan2x2.Sequential, m, f, h0, w);
+        var (gm1, gf1, gh1) = Grads(ScanH, m, f, h0, w);
+        var (gm2, gf2, gh2) = Grads(RecurrentH, m, f, h0, w);
         RelMax(gm1, gm2).Should().BeLessThan(1e-12);
         RelMax(gf1, gf2).Should().BeLessThan(1e-12);
         if (withH0) RelMax(gh1!, gh2!).Should().BeLessThan(1e-12);
@@ -129,11 +137,11 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         var (m, f, h0) = Inputs(MLayout.N, 2, 11, 4, true, ScalarType.Float64, 30);
         var w = randn(new[] { 2L, 11, 4, 2 }, dtype: ScalarType.Float64, generator: new Generator(31));
-        var (_, gf1, _) = Grads(BlockScan2x2.Scan, m, f, h0, w, needM: false, needH0: false);
-        var (_, gf2, _) = Grads(BlockScan2x2.Sequential, m, f, h0, w, needM: false, needH0: false);
+        var (_, gf1, _) = Grads(ScanH, m, f, h0, w, needM: false, needH0: false);
+        var (_, gf2, _) = Grads(RecurrentH, m, f, h0, w, needM: false, needH0: false);
         RelMax(gf1, gf2).Should().BeLessThan(1e-12);
-        var (gm1, _, gh1) = Grads(BlockScan2x2.Scan, m, f, h0, w, needF: false);
-        var (gm2, _, gh2) = Grads(BlockScan2x2.Sequential, m, f, h0, w, needF: false);
+        var (gm1, _, gh1) = Grads(ScanH, m, f, h0, w, needF: false);
+        var (gm2, _, gh2) = Grads(RecurrentH, m, f, h0, w, needF: false);
         RelMax(gm1, gm2).Should().BeLessThan(1e-12);
         RelMax(gh1!, gh2!).Should().BeLessThan(1e-12);
     }
@@ -153,10 +161,10 @@ public class BlockScan2x2Tests
             foreach (bool withH0 in new[] { false, true })
             {
                 var (m, f, h0) = Inputs(layout, 2, l, 3, withH0, ScalarType.Float64, 40 + (int)l);
-                RelMax(BlockScan2x2.ParallelForm(m, f, h0, chunk), BlockScan2x2.Sequential(m, f, h0)).Should().BeLessThan(1e-12);
+                RelMax(ParallelH(m, f, h0, chunk), RecurrentH(m, f, h0)).Should().BeLessThan(1e-12);
                 var w = randn(new[] { 2, l, 3, 2 }, dtype: ScalarType.Float64, generator: new Generator(5));
-                var (gm1, gf1, gh1) = Grads((a, b, c) => BlockScan2x2.ParallelForm(a, b, c, chunk), m, f, h0, w);
-                var (gm2, gf2, gh2) = Grads(BlockScan2x2.Sequential, m, f, h0, w);
+                var (gm1, gf1, gh1) = Grads((a, b, c) => ParallelH(a, b, c, chunk), m, f, h0, w);
+                var (gm2, gf2, gh2) = Grads(RecurrentH, m, f, h0, w);
                 RelMax(gm1, gm2).Should().BeLessThan(1e-12);
                 RelMax(gf1, gf2).Should().BeLessThan(1e-12);
                 if (withH0) RelMax(gh1!, gh2!).Should().BeLessThan(1e-12);
@@ -169,10 +177,10 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         var (m, f, h0) = Inputs(MLayout.N, 3, 200, 40, true, ScalarType.Float64, 50);
         var w = randn(new[] { 3L, 200, 40, 2 }, dtype: ScalarType.Float64, generator: new Generator(51));
-        var ref64 = BlockScan2x2.Sequential(m, f, h0);
-        var (gm64, gf64, gh64) = Grads(BlockScan2x2.Sequential, m, f, h0, w);
+        var ref64 = RecurrentH(m, f, h0);
+        var (gm64, gf64, gh64) = Grads(RecurrentH, m, f, h0, w);
         var (m32, f32, h32, w32) = (m.to_type(ScalarType.Float32), f.to_type(ScalarType.Float32), h0!.to_type(ScalarType.Float32), w.to_type(ScalarType.Float32));
-        foreach (var scan in new Func<Tensor, Tensor, Tensor?, Tensor>[] { BlockScan2x2.Scan, (a, b, c) => BlockScan2x2.ParallelForm(a, b, c) })
+        foreach (var scan in new Func<Tensor, Tensor, Tensor?, Tensor>[] { ScanH, (a, b, c) => ParallelH(a, b, c) })
         {
             var h = scan(m32, f32, h32);
             h.dtype.Should().Be(ScalarType.Float32);
@@ -192,8 +200,8 @@ public class BlockScan2x2Tests
         var mb = m.to_type(ScalarType.BFloat16);
         var fb = f.to_type(ScalarType.BFloat16);
         var hb = h0!.to_type(ScalarType.BFloat16);
-        var reference = BlockScan2x2.Sequential(mb.to_type(ScalarType.Float64), fb.to_type(ScalarType.Float64), hb.to_type(ScalarType.Float64));
-        var h = BlockScan2x2.Scan(mb, fb, hb);
+        var reference = RecurrentH(mb.to_type(ScalarType.Float64), fb.to_type(ScalarType.Float64), hb.to_type(ScalarType.Float64));
+        var h = ScanH(mb, fb, hb);
         h.dtype.Should().Be(ScalarType.BFloat16);
         TestUtil.RelRms(h, reference).Should().BeLessThan(2e-2);
     }
@@ -208,7 +216,7 @@ public class BlockScan2x2Tests
         var m = tensor(new[] { Math.Cos(th), -Math.Sin(th), Math.Sin(th), Math.Cos(th) }, dtype: ScalarType.Float64).reshape(1, 2, 2);
         var f = zeros(new long[] { 1, L, 1, 2 }, dtype: ScalarType.Float64);
         var h0 = tensor(new[] { 1.0, 0.0 }, dtype: ScalarType.Float64).reshape(1, 1, 2);
-        var h = BlockScan2x2.Scan(m, f, h0);
+        var h = ScanH(m, f, h0);
         var norms = h.square().sum(-1).sqrt();
         (norms - 1).abs().max().item<double>().Should().BeLessThan(1e-12);
         // and the phase is t * theta
@@ -224,11 +232,11 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         var (m, f, h0) = Inputs(MLayout.N, 2, 77, 5, true, ScalarType.Float64, 70);
         var w = randn(new[] { 2L, 77, 5, 2 }, dtype: ScalarType.Float64, generator: new Generator(71));
-        var reference = BlockScan2x2.Sequential(m, f, h0);
-        var (gm2, gf2, gh2) = Grads(BlockScan2x2.Sequential, m, f, h0, w);
+        var reference = RecurrentH(m, f, h0);
+        var (gm2, gf2, gh2) = Grads(RecurrentH, m, f, h0, w);
         var (mc, fc, hc, wc) = (m.cuda(), f.cuda(), h0!.cuda(), w.cuda());
-        RelMax(BlockScan2x2.Scan(mc, fc, hc).cpu(), reference).Should().BeLessThan(1e-12);
-        var (gm1, gf1, gh1) = Grads(BlockScan2x2.Scan, mc, fc, hc, wc);
+        RelMax(ScanH(mc, fc, hc).cpu(), reference).Should().BeLessThan(1e-12);
+        var (gm1, gf1, gh1) = Grads(ScanH, mc, fc, hc, wc);
         RelMax(gm1.cpu(), gm2).Should().BeLessThan(1e-12);
         RelMax(gf1.cpu(), gf2).Should().BeLessThan(1e-12);
         RelMax(gh1!.cpu(), gh2!).Should().BeLessThan(1e-12);
@@ -240,13 +248,13 @@ public class BlockScan2x2Tests
         using var scope = NewDisposeScope();
         var f = zeros(2, 5, 3, 2, dtype: ScalarType.Float64);
         var m = zeros(3, 2, 2, dtype: ScalarType.Float64);
-        FluentActions.Invoking(() => BlockScan2x2.Scan(m, zeros(2, 5, 3, dtype: ScalarType.Float64))).Should().Throw<ArgumentException>().WithParameterName("f");
-        FluentActions.Invoking(() => BlockScan2x2.Scan(m, zeros(new long[] { 2, 5, 3, 2 }, dtype: ScalarType.Int64))).Should().Throw<ArgumentException>().WithParameterName("f");
-        FluentActions.Invoking(() => BlockScan2x2.Scan(zeros(4, 2, 2, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
-        FluentActions.Invoking(() => BlockScan2x2.Scan(zeros(3, 2, 3, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
-        FluentActions.Invoking(() => BlockScan2x2.Scan(zeros(3, 2, 2, dtype: ScalarType.Float32), f)).Should().Throw<ArgumentException>().WithParameterName("m");
-        FluentActions.Invoking(() => BlockScan2x2.Sequential(zeros(4, 3, 2, 2, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
-        FluentActions.Invoking(() => BlockScan2x2.Scan(m, f, zeros(2, 3, dtype: ScalarType.Float64))).Should().Throw<ArgumentException>().WithParameterName("initialState");
-        FluentActions.Invoking(() => BlockScan2x2.ParallelForm(m, f, null, 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("chunkSize");
+        FluentActions.Invoking(() => ScanH(m, zeros(2, 5, 3, dtype: ScalarType.Float64))).Should().Throw<ArgumentException>().WithParameterName("f");
+        FluentActions.Invoking(() => ScanH(m, zeros(new long[] { 2, 5, 3, 2 }, dtype: ScalarType.Int64))).Should().Throw<ArgumentException>().WithParameterName("f");
+        FluentActions.Invoking(() => ScanH(zeros(4, 2, 2, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
+        FluentActions.Invoking(() => ScanH(zeros(3, 2, 3, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
+        FluentActions.Invoking(() => ScanH(zeros(3, 2, 2, dtype: ScalarType.Float32), f)).Should().Throw<ArgumentException>().WithParameterName("m");
+        FluentActions.Invoking(() => RecurrentH(zeros(4, 3, 2, 2, dtype: ScalarType.Float64), f)).Should().Throw<ArgumentException>().WithParameterName("m");
+        FluentActions.Invoking(() => ScanH(m, f, zeros(2, 3, dtype: ScalarType.Float64))).Should().Throw<ArgumentException>().WithParameterName("initialState");
+        FluentActions.Invoking(() => ParallelH(m, f, null, 0)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("chunkSize");
     }
 }

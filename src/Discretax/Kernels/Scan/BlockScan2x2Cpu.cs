@@ -18,9 +18,6 @@ namespace Discretax.Kernels;
 /// </remarks>
 internal static unsafe class BlockScan2x2Cpu
 {
-    /// <summary>Below this many scalars of work a call runs on the calling thread.</summary>
-    private const long SerialWork = 1 << 15;
-
     /// <summary>Smallest block of channels a task gets when a row is split.</summary>
     private const int MinBlock = 32;
 
@@ -80,30 +77,8 @@ internal static unsafe class BlockScan2x2Cpu
 
     private static T* Ptr<T>(Tensor? t) where T : unmanaged => CpuTensorMemory.Pointer<T>(t, "BlockScan2x2");
 
-    private static void Run(int bsz, int len, int n, Action<int, int, int> block)
-    {
-        bool serial = (long)bsz * len * n * 2 <= SerialWork;
-        int blocks = 1;
-        if (!serial)
-        {
-            int target = 4 * Environment.ProcessorCount;
-            blocks = Math.Max(1, (target + bsz - 1) / bsz);
-            blocks = Math.Min(blocks, Math.Max(1, n / MinBlock));
-        }
-        int blockWidth = (n + blocks - 1) / blocks;
-        blocks = (n + blockWidth - 1) / blockWidth;
-        int tasks = bsz * blocks;
-        void Body(int task)
-        {
-            int bi = task / blocks, k = task % blocks;
-            int c0 = k * blockWidth, c1 = Math.Min(n, c0 + blockWidth);
-            block(bi, c0, c1);
-        }
-        if (serial || tasks == 1)
-            for (int i = 0; i < tasks; i++) Body(i);
-        else
-            Parallel.For(0, tasks, Body);
-    }
+    private static void Run(int bsz, int len, int n, Action<int, int, int> block) =>
+        CpuChannelBlocks.Run(bsz, n, (long)bsz * len * n * 2, MinBlock, 1, block);
 
     private static long MRow(int mode, int bi, int t, int len, int n) => mode switch
     {

@@ -18,7 +18,7 @@ namespace Discretax.Kernels;
 /// On CPU (float32 / float64) the forward is instead a row-wise forward substitution in C# over the contiguous
 /// memory, vectorized along rows and parallel over matrices (<c>T[i, :] = e_i - sum_{l &lt; i} A[i, l] T[l, :]</c>,
 /// about C^3/6 multiply-adds per matrix): the doubling levels cost many tiny matrix products there
-/// (DESIGN.md §7). Both forward paths are tested on CPU against <c>linalg.solve_triangular</c>.
+/// (docs/kernels/linear-scan.md). Both forward paths are tested on CPU against <c>linalg.solve_triangular</c>.
 /// Backward: from <c>dT = -T dA T</c>, <c>dL/dA = -tril(T^T G T^T, -1)</c> for the incoming gradient <c>G</c>.
 /// </remarks>
 internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLowerInverse>
@@ -27,26 +27,31 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
     public override string Name => "DeltaRuleUnitLowerInverse";
 
     /// <summary><c>(I + A)^{-1}</c> for <c>A</c> <c>[..., C, C]</c> (only its strictly lower part is read).</summary>
-    public static Tensor Invert(Tensor a) => apply(a);
+    /// <param name="a">The strictly lower-triangular part <c>[..., C, C]</c>.</param>
+    /// <param name="path"><see cref="KernelPath.Auto"/> (the C# forward substitution for CPU float32/float64, block
+    /// doubling elsewhere) or <see cref="KernelPath.Tensor"/> (block doubling on any device; tests).</param>
+    public static Tensor Invert(Tensor a, KernelPath path = KernelPath.Auto)
+    {
+        // A scope of its own: the forward's own result wrapper (TorchSharp hands out a new one) is released here.
+        using var scope = NewDisposeScope();
+        return apply(a, path).MoveToOuterDisposeScope();
+    }
 
-    [ThreadStatic] private static bool s_forceTensorPath;
-
-    /// <summary>Tests only: use the block-doubling tensor path on CPU too (for calls on this thread).</summary>
-    internal static bool ForceTensorPath { get => s_forceTensorPath; set => s_forceTensorPath = value; }
-
-    private static bool UsesCpuLoop(Tensor a) =>
-        !ForceTensorPath && a.device_type == DeviceType.CPU && a.dtype is ScalarType.Float32 or ScalarType.Float64;
+    private static bool UsesCpuLoop(Tensor a, KernelPath path) =>
+        path == KernelPath.Auto && a.device_type == DeviceType.CPU && a.dtype is ScalarType.Float32 or ScalarType.Float64;
 
     /// <inheritdoc/>
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
+        AutogradBuffers.Flush();
         var a = (Tensor)vars[0];
+        var path = vars.Length > 1 && vars[1] is KernelPath p0 ? p0 : KernelPath.Auto;
         using var scope = NewDisposeScope();
         long c = a.shape[^1];
         long m = a.numel() / (c * c);
         long p = 1;
         while (p < c) p *= 2;
-        if (UsesCpuLoop(a))
+        if (UsesCpuLoop(a, path))
         {
             var ac = a.reshape(m, c, c).contiguous();
             var tc = zeros(new[] { m, c, c }, dtype: a.dtype, device: a.device);
@@ -127,10 +132,16 @@ internal sealed class UnitLowerInverse : autograd.SingleTensorFunction<UnitLower
     /// <inheritdoc/>
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
-        using var scope = NewDisposeScope();
-        var t = ctx.get_saved_variables()[0];
-        var tt = t.transpose(-1, -2);
-        var gradA = tt.matmul(gradOutput).matmul(tt).tril(-1).neg_();
-        return new List<Tensor> { gradA.MoveToOuterDisposeScope() };
+        AutogradBuffers.Flush();
+        Tensor gradA;
+        using (var scope = NewDisposeScope())
+        {
+            var t = ctx.get_saved_variables()[0];
+            var tt = t.transpose(-1, -2);
+            gradA = tt.matmul(gradOutput).matmul(tt).tril(-1).neg_().MoveToOuterDisposeScope();
+        }
+        AutogradBuffers.Release(gradOutput);
+        // The second entry stands for the non-tensor argument (the path).
+        return AutogradBuffers.Return(gradA, null);
     }
 }

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace Discretax.Kernels;
 
-/// <summary>Raw access to the memory of contiguous CPU tensors for the compiled C# kernels (DESIGN.md §7).</summary>
+/// <summary>Raw access to the memory of contiguous CPU tensors for the compiled C# kernels (docs/kernels/linear-scan.md).</summary>
 internal static unsafe class CpuTensorMemory
 {
     /// <summary>

@@ -62,7 +62,7 @@ public class MLSTMKernelTests
     [Fact]
     public void RecurrentMatchesAScalarLoopOnATinyCase()
     {
-        // Independent reference: the recurrence of DESIGN.md §4 written with C# doubles, one head at a time.
+        // Independent reference: the recurrence of MLSTMKernel's remarks written with C# doubles, one head at a time.
         const long b = 1, nh = 2, len = 6, dk = 3, dv = 2;
         using var x = Draw(11, len, 3.0, b: b, nh: nh, dk: dk, dv: dv);
         var g = new Generator(12);
@@ -140,8 +140,8 @@ public class MLSTMKernelTests
     {
         // float64; tolerance 1e-9 relative to max(1, max |reference|), on outputs and on C, n, m (m compared directly).
         using var x = Draw(100 + length * 7 + chunkSize, length, gateScale);
-        using var init = withState ? DrawState(5 + length) : null;
-        var (hc, sc) = MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, chunkSize, init);
+        using var init = withState ? DrawState(5 + length) : (MLSTMKernelState?)null;
+        var (hc, sc) = MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F, chunkSize, init);
         var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F, init);
         using (hc) using (sc) using (hr) using (sr)
         {
@@ -160,12 +160,14 @@ public class MLSTMKernelTests
     public void ParallelEqualsRecurrentWithoutInitialState(long length, double gateScale)
     {
         using var x = Draw(300 + length, length, gateScale);
-        using var hp = MLSTMKernel.Parallel(x.Q, x.K, x.V, x.I, x.F);
+        var (hp, sp) = MLSTMKernel.Parallel(x.Q, x.K, x.V, x.I, x.F);
         var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F);
-        using (hr) using (sr)
+        using (hp) using (sp) using (hr) using (sr)
         {
             hp.shape.Should().Equal(B, NH, length, Dv);
             RelMaxDiff(hp, hr).Should().BeLessThan(1e-9);
+            // The closed-form final state against the recurrence's (float64, 1e-9 as the outputs).
+            StatesAgree(sp, sr, 1e-9);
         }
     }
 
@@ -176,11 +178,11 @@ public class MLSTMKernelTests
         var (o, s) = run(xs);
         var g = new Generator((ulong)seed);
         var loss = (o * randn(o.shape, dtype: o.dtype, generator: g)).sum();
-        if (s is not null)
+        if (s is MLSTMKernelState st)
         {
-            loss = loss + (s.C * randn(s.C.shape, dtype: s.C.dtype, generator: g)).sum()
-                + (s.N * randn(s.N.shape, dtype: s.N.dtype, generator: g)).sum()
-                + (s.M * randn(s.M.shape, dtype: s.M.dtype, generator: g)).sum();
+            loss = loss + (st.C * randn(st.C.shape, dtype: st.C.dtype, generator: g)).sum()
+                + (st.N * randn(st.N.shape, dtype: st.N.dtype, generator: g)).sum()
+                + (st.M * randn(st.M.shape, dtype: st.M.dtype, generator: g)).sum();
         }
         loss.backward();
         var grads = xs.Select(t => t.grad!.detach().clone().MoveToOuterDisposeScope()).ToArray();
@@ -195,8 +197,8 @@ public class MLSTMKernelTests
     public void LongSequencesInSegmentsEqualRecurrent(long length, int chunkSize, bool withState, double gateScale)
     {
         using var x = Draw(700 + length, length, gateScale);
-        using var init = withState ? DrawState(701) : null;
-        var (hc, sc) = MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, chunkSize, init);
+        using var init = withState ? DrawState(701) : (MLSTMKernelState?)null;
+        var (hc, sc) = MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F, chunkSize, init);
         var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F, init);
         using (hc) using (sc) using (hr) using (sr)
         {
@@ -213,7 +215,7 @@ public class MLSTMKernelTests
         using var x = Draw(800, 1100, 1.0);
         using var init = DrawState(801);
         var leaves = x.All.Concat(new[] { init.C, init.N, init.M }).ToArray();
-        var gc = Gradients(t => MLSTMKernel.Chunkwise(t[0], t[1], t[2], t[3], t[4], 64, new MLSTMKernelState(t[5], t[6], t[7])), leaves, 802);
+        var gc = Gradients(t => MLSTMKernel.Chunked(t[0], t[1], t[2], t[3], t[4], 64, new MLSTMKernelState(t[5], t[6], t[7])), leaves, 802);
         var gr = Gradients(t => MLSTMKernel.Recurrent(t[0], t[1], t[2], t[3], t[4], new MLSTMKernelState(t[5], t[6], t[7])), leaves, 802);
         string[] names = { "q", "k", "v", "i", "f", "C0", "n0", "m0" };
         for (int j = 0; j < names.Length; j++) RelMaxDiff(gc[j], gr[j]).Should().BeLessThan(1e-8, names[j]);
@@ -230,7 +232,7 @@ public class MLSTMKernelTests
         using var x = Draw(400, 13, gateScale);
         using var init = DrawState(401);
         var leaves = x.All.Concat(new[] { init.C, init.N, init.M }).ToArray();
-        var gc = Gradients(t => MLSTMKernel.Chunkwise(t[0], t[1], t[2], t[3], t[4], 4, new MLSTMKernelState(t[5], t[6], t[7])), leaves, 402);
+        var gc = Gradients(t => MLSTMKernel.Chunked(t[0], t[1], t[2], t[3], t[4], 4, new MLSTMKernelState(t[5], t[6], t[7])), leaves, 402);
         var gr = Gradients(t => MLSTMKernel.Recurrent(t[0], t[1], t[2], t[3], t[4], new MLSTMKernelState(t[5], t[6], t[7])), leaves, 402);
         string[] names = { "q", "k", "v", "i", "f", "C0", "n0", "m0" };
         for (int j = 0; j < names.Length; j++)
@@ -245,7 +247,7 @@ public class MLSTMKernelTests
     public void ParallelGradientsEqualRecurrentGradients()
     {
         using var x = Draw(500, 11, 3.0);
-        var gp = Gradients(t => (MLSTMKernel.Parallel(t[0], t[1], t[2], t[3], t[4]), null), x.All, 501);
+        var gp = Gradients(t => (MLSTMKernel.Parallel(t[0], t[1], t[2], t[3], t[4]).Output, null), x.All, 501);
         var gr = Gradients(t =>
         {
             var (o, s) = MLSTMKernel.Recurrent(t[0], t[1], t[2], t[3], t[4]);
@@ -265,7 +267,7 @@ public class MLSTMKernelTests
         using var scope = NewDisposeScope();
         using var x = Draw(600, 50, 5.0);
         (Tensor, MLSTMKernelState) Run(Tensor[] p, MLSTMKernelState? s) => chunkwise
-            ? MLSTMKernel.Chunkwise(p[0], p[1], p[2], p[3], p[4], 8, s)
+            ? MLSTMKernel.Chunked(p[0], p[1], p[2], p[3], p[4], 8, s)
             : MLSTMKernel.Recurrent(p[0], p[1], p[2], p[3], p[4], s);
 
         var (full, fullState) = Run(x.All, null);
@@ -282,8 +284,8 @@ public class MLSTMKernelTests
             start += len;
         }
         RelMaxDiff(cat(outs, 2), full).Should().BeLessThan(1e-10);
-        StatesAgree(state!, fullState, 1e-10);
-        state!.Dispose();
+        StatesAgree(state!.Value, fullState, 1e-10);
+        state!.Value.Dispose();
         fullState.Dispose();
     }
 
@@ -298,7 +300,7 @@ public class MLSTMKernelTests
         const long len = 65_536;
         using var scope = NewDisposeScope();
         using var x = Draw(700, len, 30.0, ScalarType.Float32, b: 1, nh: 1, dk: 4, dv: 4);
-        var (h32, s32) = MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F);
+        var (h32, s32) = MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F);
         h32.dtype.Should().Be(ScalarType.Float32);
         h32.isfinite().all().item<bool>().Should().BeTrue();
         s32.C.isfinite().all().item<bool>().Should().BeTrue();
@@ -306,7 +308,7 @@ public class MLSTMKernelTests
         s32.M.isfinite().all().item<bool>().Should().BeTrue();
 
         var x64 = x.All.Select(t => t.to(ScalarType.Float64)).ToArray();
-        var (h64, s64) = MLSTMKernel.Chunkwise(x64[0], x64[1], x64[2], x64[3], x64[4]);
+        var (h64, s64) = MLSTMKernel.Chunked(x64[0], x64[1], x64[2], x64[3], x64[4]);
         RelRms(h32, h64).Should().BeLessThan(1e-2);
         RelRms(s32.C, s64.C).Should().BeLessThan(1e-3);
         s32.Dispose();
@@ -327,14 +329,14 @@ public class MLSTMKernelTests
         f.narrow(2, 8, 8).fill_(double.PositiveInfinity);
         i.narrow(2, 19, 1).fill_(double.NegativeInfinity);
         f.narrow(2, 19, 1).fill_(double.PositiveInfinity);
-        var (hc, sc) = MLSTMKernel.Chunkwise(x.Q, x.K, x.V, i, f, 8, init);
+        var (hc, sc) = MLSTMKernel.Chunked(x.Q, x.K, x.V, i, f, 8, init);
         var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, i, f, init);
         hc.isfinite().all().item<bool>().Should().BeTrue();
         RelMaxDiff(hc, hr).Should().BeLessThan(1e-9);
         StatesAgree(sc, sr, 1e-9);
 
         // The state after 19 steps equals the state after 20 steps (step 20 is a no-op).
-        var (_, s19) = MLSTMKernel.Chunkwise(x.Q.narrow(2, 0, 19), x.K.narrow(2, 0, 19), x.V.narrow(2, 0, 19),
+        var (_, s19) = MLSTMKernel.Chunked(x.Q.narrow(2, 0, 19), x.K.narrow(2, 0, 19), x.V.narrow(2, 0, 19),
             i.narrow(2, 0, 19), f.narrow(2, 0, 19), 8, init);
         StatesAgree(sc, s19, 1e-12);
         foreach (var s in new[] { sc, sr, s19 }) s.Dispose();
@@ -346,10 +348,11 @@ public class MLSTMKernelTests
         using var scope = NewDisposeScope();
         using var x = Draw(900, 40, 5.0);
         var xb = x.All.Select(t => t.to(ScalarType.BFloat16)).ToArray();
-        var (hb, sb) = MLSTMKernel.Chunkwise(xb[0], xb[1], xb[2], xb[3], xb[4], 16);
+        var (hb, sb) = MLSTMKernel.Chunked(xb[0], xb[1], xb[2], xb[3], xb[4], 16);
         hb.dtype.Should().Be(ScalarType.BFloat16);
         sb.C.dtype.Should().Be(ScalarType.Float32);
         sb.M.dtype.Should().Be(ScalarType.Float32);
+        // (The kernel-level state carries tensors only; the sequence dtype is the mixer state's business.)
         // Reference: float64 recurrence on the bf16-rounded inputs; bound 2e-2 (bf16 output rounding is ~4e-3).
         var xr = xb.Select(t => t.to(ScalarType.Float64)).ToArray();
         var (hr, sr) = MLSTMKernel.Recurrent(xr[0], xr[1], xr[2], xr[3], xr[4]);
@@ -366,7 +369,7 @@ public class MLSTMKernelTests
         using var scope = NewDisposeScope();
         using var x = Draw(1000, 100, 5.0);
         var xc = x.All.Select(t => t.to(ScalarType.Float32).cuda()).ToArray();
-        var (hc, sc) = MLSTMKernel.Chunkwise(xc[0], xc[1], xc[2], xc[3], xc[4], 16);
+        var (hc, sc) = MLSTMKernel.Chunked(xc[0], xc[1], xc[2], xc[3], xc[4], 16);
         hc.device_type.Should().Be(DeviceType.CUDA);
         sc.C.device_type.Should().Be(DeviceType.CUDA);
         var (hr, sr) = MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F);
@@ -384,21 +387,21 @@ public class MLSTMKernelTests
         void Throws(Action a, string param) =>
             FluentActions.Invoking(a).Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);
 
-        Throws(() => MLSTMKernel.Chunkwise(x.Q.narrow(3, 0, 3), x.K, x.V, x.I, x.F), "k");
+        Throws(() => MLSTMKernel.Chunked(x.Q.narrow(3, 0, 3), x.K, x.V, x.I, x.F), "k");
         Throws(() => MLSTMKernel.Recurrent(x.Q, x.K, x.V.narrow(2, 0, 4), x.I, x.F), "v");
         Throws(() => MLSTMKernel.Parallel(x.Q, x.K, x.V, x.I.unsqueeze(-1), x.F), "inputGate");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F.narrow(2, 0, 4)), "forgetGate");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q[0], x.K, x.V, x.I, x.F), "q");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q, x.K.to(ScalarType.Float32), x.V, x.I, x.F), "k");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q.to(ScalarType.Int64), x.K, x.V, x.I, x.F), "q");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, chunkSize: 0), "chunkSize");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, eps: -1), "eps");
-        Throws(() => MLSTMKernel.Chunkwise(x.Q.narrow(2, 0, 0), x.K.narrow(2, 0, 0), x.V.narrow(2, 0, 0),
+        Throws(() => MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F.narrow(2, 0, 4)), "forgetGate");
+        Throws(() => MLSTMKernel.Chunked(x.Q[0], x.K, x.V, x.I, x.F), "q");
+        Throws(() => MLSTMKernel.Chunked(x.Q, x.K.to(ScalarType.Float32), x.V, x.I, x.F), "k");
+        Throws(() => MLSTMKernel.Chunked(x.Q.to(ScalarType.Int64), x.K, x.V, x.I, x.F), "q");
+        Throws(() => MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F, chunkSize: 0), "chunkSize");
+        Throws(() => MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F, eps: -1), "eps");
+        Throws(() => MLSTMKernel.Chunked(x.Q.narrow(2, 0, 0), x.K.narrow(2, 0, 0), x.V.narrow(2, 0, 0),
             x.I.narrow(2, 0, 0), x.F.narrow(2, 0, 0)), "q");
 
         var wrongHeads = new MLSTMKernelState(zeros(B, NH + 1, Dk, Dv, dtype: ScalarType.Float64),
             zeros(B, NH + 1, Dk, dtype: ScalarType.Float64), zeros(B, NH + 1, dtype: ScalarType.Float64));
-        Throws(() => MLSTMKernel.Chunkwise(x.Q, x.K, x.V, x.I, x.F, initialState: wrongHeads), "initialState");
+        Throws(() => MLSTMKernel.Chunked(x.Q, x.K, x.V, x.I, x.F, initialState: wrongHeads), "initialState");
         var wrongBatch = new MLSTMKernelState(zeros(B + 1, NH, Dk, Dv, dtype: ScalarType.Float64),
             zeros(B + 1, NH, Dk, dtype: ScalarType.Float64), zeros(B + 1, NH, dtype: ScalarType.Float64));
         Throws(() => MLSTMKernel.Recurrent(x.Q, x.K, x.V, x.I, x.F, initialState: wrongBatch), "initialState");

@@ -20,67 +20,109 @@ namespace Discretax.Kernels;
 /// <para>Gradients (all real): with <c>g_t = dLoss/dh_t</c>, the adjoint <c>d_L = g_L</c>,
 /// <c>d_t = g_t + M_{t+1}^T d_{t+1}</c>; grad <c>F_t = d_t</c>; grad <c>M_t = d_t h_{t-1}^T</c> (summed over the
 /// dimensions <c>M</c> was broadcast over: batch and time for <c>[N, 2, 2]</c>); grad <c>h_0 = M_1^T d_1</c>.</para>
+/// <para>Every form returns <c>(Output, FinalState)</c>: all states <c>h_1..h_L</c> <c>[B, L, N, 2]</c> and the state after
+/// the last step <c>h_L</c> <c>[B, N, 2]</c> (a copy, not a view of the output; both in the dtype of <c>F</c>, both owned
+/// by the caller, and gradients flow through both).</para>
 /// <para>Three forms of one math:</para>
 /// <list type="bullet">
-/// <item><see cref="Sequential"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
-/// <item><see cref="ParallelForm"/>: chunked parallel-in-time tensor form (doubling scan of the pairs inside chunks,
+/// <item><see cref="Recurrent"/>: the literal loop of tensor operations over <c>L</c>, the oracle.</item>
+/// <item><see cref="Parallel"/>: chunked parallel-in-time tensor form (doubling scan of the pairs inside chunks,
 /// doubling scan across chunk totals, one broadcast product), only products and sums; O(log L) depth.</item>
 /// <item>The CPU kernel behind <see cref="Scan"/>: compiled C# over the tensors' memory, parallel over the <c>B x N</c>
 /// channels, with a custom autograd function whose backward is the reverse scan above, also in C#.</item>
 /// </list>
-/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="ParallelForm"/> on every other device
-/// (DESIGN.md §7). See docs/models/linoss.md.</para>
+/// <para><see cref="Scan"/> uses the CPU kernel for CPU tensors and <see cref="Parallel"/> on every other device
+/// (docs/kernels/linear-scan.md). See docs/models/linoss.md.</para>
 /// </remarks>
 public static class BlockScan2x2
 {
-    /// <summary>Default chunk length of <see cref="ParallelForm"/>.</summary>
-    public const int DefaultChunkSize = 64;
+    /// <summary>Default chunk length of <see cref="Parallel"/>.</summary>
+    public const int DefaultChunkSize = ScanKernel<Layout>.DefaultChunkSize;
 
     /// <summary>
-    /// Every state of <c>h_t = M_t h_{t-1} + F_t</c>: the compiled CPU kernel (with its reverse-scan backward) for CPU
-    /// tensors, <see cref="ParallelForm"/> on other devices.
+    /// Every state of <c>h_t = M_t h_{t-1} + F_t</c> and the last one: the compiled CPU kernel (with its reverse-scan
+    /// backward) for CPU tensors, <see cref="Parallel"/> on other devices.
     /// </summary>
     /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
-    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
-    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
-    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static Tensor Scan(Tensor m, Tensor f, Tensor? initialState = null)
-    {
-        Validate(m, f, initialState);
-        using var scope = NewDisposeScope();
-        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
-        Tensor h;
-        if (fc.device_type == DeviceType.CPU)
-        {
-            mc = mc.resolve_neg().contiguous();
-            fc = fc.resolve_neg().contiguous();
-            h0 = h0?.resolve_neg().contiguous();
-            bool track = torch.is_grad_enabled() && (mc.requires_grad || fc.requires_grad || (h0?.requires_grad ?? false));
-            h = track ? BlockScan2x2Function.apply(mc, fc, h0!) : BlockScan2x2Cpu.Forward(mc, fc, h0);
-        }
-        else
-        {
-            h = ParallelCore(mc, fc, h0, DefaultChunkSize);
-        }
-        if (h.dtype != resultType) h = h.to_type(resultType);
-        return h.MoveToOuterDisposeScope();
-    }
+    /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes (a zero size included), dtypes or devices that do not fit together.</exception>
+    public static (Tensor Output, Tensor FinalState) Scan(Tensor m, Tensor f, Tensor? initialState = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState);
+
+    /// <summary>
+    /// <see cref="Scan"/> with the implementation picked explicitly (tests run <see cref="KernelPath.Tensor"/> on CPU).
+    /// </summary>
+    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor m, Tensor f, Tensor? initialState, KernelPath path) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState, path: path);
 
     /// <summary>
     /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the reference
     /// the other forms are tested against.
     /// </summary>
     /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
-    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
-    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
+    /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static Tensor Sequential(Tensor m, Tensor f, Tensor? initialState = null)
+    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor m, Tensor f, Tensor? initialState = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Recurrent, m, f, initialState);
+
+    /// <summary>
+    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any device
+    /// (so it is tested on CPU). Differentiable by autograd.
+    /// </summary>
+    /// <remarks>
+    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>M = I, F = 0</c>, which
+    /// leaves the state unchanged, cut off afterwards). Inside each chunk a Hillis-Steele doubling scan of the pairs
+    /// <c>(M, F)</c> gives the product <c>P_t</c> of the matrices since the chunk start and the state <c>S_t</c> reached
+    /// from zero; the same scan across chunk totals gives the state <c>E</c> entering each chunk; then
+    /// <c>h_t = P_t E + S_t</c>. The 2x2 products are written out componentwise (elementwise kernels, no batched GEMM).
+    /// </remarks>
+    /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
+    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
+    /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
+    public static (Tensor Output, Tensor FinalState) Parallel(Tensor m, Tensor f, Tensor? initialState = null, int chunkSize = DefaultChunkSize) =>
+        ScanKernel<Layout>.Run(ScanForm.Parallel, m, f, initialState, chunkSize);
+
+    /// <summary>What the 2x2-block scan states for the shared scan wrapper.</summary>
+    internal sealed class Layout : IScanLayout
     {
-        Validate(m, f, initialState);
-        using var scope = NewDisposeScope();
-        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
+        /// <inheritdoc/>
+        public static string Name => "BlockScan2x2";
+
+        /// <inheritdoc/>
+        public static void Validate(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            BlockScan2x2.Validate(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static Tensor Canonical(Tensor coefficients, Tensor inputs) => coefficients;
+
+        /// <inheritdoc/>
+        public static Tensor Recurrent(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            RecurrentCore(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static Tensor Parallel(Tensor coefficients, Tensor inputs, Tensor? initialState, int chunkSize) =>
+            ParallelCore(coefficients, inputs, initialState, chunkSize);
+
+        /// <inheritdoc/>
+        public static Tensor CpuForward(Tensor coefficients, Tensor inputs, Tensor? initialState) =>
+            BlockScan2x2Cpu.Forward(coefficients, inputs, initialState);
+
+        /// <inheritdoc/>
+        public static (Tensor GradInputs, Tensor? GradCoefficients, Tensor? GradInitialState) CpuBackward(Tensor coefficients,
+            Tensor gradStates, Tensor? states, Tensor? initialState, bool needCoefficients, bool needInitialState) =>
+            BlockScan2x2Cpu.Backward(coefficients, gradStates, states, initialState, needCoefficients, needInitialState);
+    }
+
+    private static Tensor RecurrentCore(Tensor mc, Tensor fc, Tensor? h0)
+    {
         var m5 = Rank5(mc); // [Bm, Lm, N, 2, 2]
         // unbind (not per-step select): its backward is one stack, where per-step select is quadratic in L.
         var mSteps = m5.unbind(1);
@@ -107,38 +149,7 @@ public static class BlockScan2x2
             }
             states[t] = stack(new[] { z, y! }, -1);
         }
-        var result = stack(states, 1);
-        if (result.dtype != resultType) result = result.to_type(resultType);
-        return result.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any device
-    /// (so it is tested on CPU). Differentiable by autograd.
-    /// </summary>
-    /// <remarks>
-    /// Time is cut into chunks of <paramref name="chunkSize"/> steps (the tail padded with <c>M = I, F = 0</c>, which
-    /// leaves the state unchanged, cut off afterwards). Inside each chunk a Hillis-Steele doubling scan of the pairs
-    /// <c>(M, F)</c> gives the product <c>P_t</c> of the matrices since the chunk start and the state <c>S_t</c> reached
-    /// from zero; the same scan across chunk totals gives the state <c>E</c> entering each chunk; then
-    /// <c>h_t = P_t E + S_t</c>. The 2x2 products are written out componentwise (elementwise kernels, no batched GEMM).
-    /// </remarks>
-    /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
-    /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, <c>L &gt;= 1</c>.</param>
-    /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
-    /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
-    /// <returns>The states <c>[B, L, N, 2]</c> in the dtype of <paramref name="f"/>.</returns>
-    /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
-    public static Tensor ParallelForm(Tensor m, Tensor f, Tensor? initialState = null, int chunkSize = DefaultChunkSize)
-    {
-        Validate(m, f, initialState);
-        Check.AtLeast(chunkSize, 1);
-        using var scope = NewDisposeScope();
-        var (mc, fc, h0, resultType) = Prepare(m, f, initialState);
-        var h = ParallelCore(mc, fc, h0, chunkSize);
-        if (h.dtype != resultType) h = h.to_type(resultType);
-        return h.MoveToOuterDisposeScope();
+        return stack(states, 1);
     }
 
     /// <summary>A 2x2 matrix held as its four entries, each a tensor of one shape (broadcastable among pairs).</summary>
@@ -229,18 +240,6 @@ public static class BlockScan2x2
         4 => mc.unsqueeze(0),
         _ => mc,
     };
-
-    private static (Tensor M, Tensor F, Tensor? H0, ScalarType ResultType) Prepare(Tensor m, Tensor f, Tensor? h0)
-    {
-        var resultType = f.dtype;
-        if (resultType is ScalarType.Float16 or ScalarType.BFloat16)
-        {
-            m = m.to_type(ScalarType.Float32);
-            f = f.to_type(ScalarType.Float32);
-            h0 = h0?.to_type(ScalarType.Float32);
-        }
-        return (m, f, h0, resultType);
-    }
 
     private static void Validate(Tensor m, Tensor f, Tensor? initialState)
     {

@@ -40,6 +40,7 @@ internal sealed class FftConvolutionFunction : SingleTensorFunction<FftConvoluti
     /// <inheritdoc/>
     public override Tensor forward(AutogradContext ctx, params object[] vars)
     {
+        AutogradBuffers.Flush();
         var u = (Tensor)vars[0];
         var kernel = (Tensor)vars[1];
         var sizes = new Sizes(u.shape[1], kernel.shape[1], FftConvolution.NextFastSize(u.shape[1] + kernel.shape[1] - 1),
@@ -54,6 +55,7 @@ internal sealed class FftConvolutionFunction : SingleTensorFunction<FftConvoluti
     /// <inheritdoc/>
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
+        AutogradBuffers.Flush();
         var sizes = (Sizes)ctx.get_data("sizes");
         Tensor? du = null, dk = null;
         using (var scope = NewDisposeScope())
@@ -68,9 +70,7 @@ internal sealed class FftConvolutionFunction : SingleTensorFunction<FftConvoluti
                 dk = fft.irfft((gf * saved[0].conj()).sum(0L), sizes.FftSize, dim: 0).narrow(0, 0, sizes.KernelLength)
                     .t().contiguous().MoveToOuterDisposeScope();                         // [H, Lk]
         }
-        var grads = new List<Tensor> { du!, dk! };
-        // Keep the managed wrappers reachable until the graph releases this node, after the engine took them.
-        ctx.save_data("grads", grads);
-        return grads;
+        AutogradBuffers.Release(grad_output);
+        return AutogradBuffers.Return(du, dk);
     }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Discretax.Kernels;
 
 /// <summary>
-/// The segment length of the chunked kernels (<see cref="DeltaRule.Chunked"/>, <see cref="MLSTMKernel.Chunkwise"/>):
+/// The segment length of the chunked kernels (<see cref="DeltaRule.Chunked"/>, <see cref="MLSTMKernel.Chunked"/>):
 /// sequences longer than this are processed segment by segment with the state carried across, so that the batched
 /// per-chunk temporaries of one call stay cache-sized and the time grows linearly in L. Segments are whole numbers
 /// of chunks, so the chunks and the arithmetic are the same as without segments.
@@ -21,20 +21,19 @@ internal static class SequenceSegments
     /// and the state after it. Returns the outputs joined along time and the final state. Intermediate states
     /// (never <paramref name="initialState"/>) are handed to <paramref name="release"/> once consumed.
     /// </summary>
-    internal static (Tensor Output, TState State) Run<TState>(long length, int chunkSize, TState? initialState,
-        Func<long, long, TState?, (Tensor Output, TState State)> piece, Action<TState>? release = null)
-        where TState : class
+    internal static (Tensor Output, TState State) Run<TState>(long length, int chunkSize, TState initialState,
+        Func<long, long, TState, (Tensor Output, TState State)> piece, Action<TState>? release = null)
     {
         long segment = Length(chunkSize);
         var pieces = new List<Tensor>();
-        TState? carried = initialState;
+        TState carried = initialState;
         for (long start = 0; start < length; start += segment)
         {
             var (output, next) = piece(start, Math.Min(segment, length - start), carried);
             pieces.Add(output);
-            if (release is not null && carried is not null && !ReferenceEquals(carried, initialState)) release(carried);
+            if (release is not null && start > 0) release(carried);   // an intermediate state, never the initial one
             carried = next;
         }
-        return (torch.cat(pieces, 2), carried!);
+        return (torch.cat(pieces, 2), carried);
     }
 }

@@ -7,6 +7,14 @@ namespace Discretax.Tests.Kernels;
 
 public class LinearScanTests
 {
+    // The states (Output) of each form; the final states are checked in FinalStateIsACopyOfTheLastStep.
+    private static Tensor ScanH(Tensor c, Tensor x, Tensor? h0 = null) => LinearScan.Scan(c, x, h0).Output;
+
+    private static Tensor RecurrentH(Tensor c, Tensor x, Tensor? h0 = null) => LinearScan.Recurrent(c, x, h0).Output;
+
+    private static Tensor ParallelH(Tensor c, Tensor x, Tensor? h0 = null, int chunkSize = LinearScan.DefaultChunkSize) =>
+        LinearScan.Parallel(c, x, h0, chunkSize).Output;
+
     public enum ALayout { N, LN, BLN, OneN, B1N }
 
     // ---------- helpers ----------
@@ -76,7 +84,7 @@ public class LinearScanTests
         using var a = MakeA(new long[] { L, N }, ScalarType.Float64, 0.3, 1.1, g);
         using var b = Randn(new long[] { B, L, N }, ScalarType.Float64, g);
         using var h0 = Randn(new long[] { B, N }, ScalarType.Float64, g);
-        using var h = LinearScan.Sequential(a, b, h0);
+        using var h = RecurrentH(a, b, h0);
         double[] av = Doubles(a), bv = Doubles(b), h0v = Doubles(h0), hv = Doubles(h);
         for (int bi = 0; bi < B; bi++)
             for (int n = 0; n < N; n++)
@@ -97,7 +105,7 @@ public class LinearScanTests
         const int B = 2, L = 6, N = 3;
         using var a = MakeA(new long[] { B, L, N }, ScalarType.ComplexFloat64, 0.3, 1.1, g);
         using var b = Randn(new long[] { B, L, N }, ScalarType.ComplexFloat64, g);
-        using var h = LinearScan.Sequential(a, b);
+        using var h = RecurrentH(a, b);
         double[] av = Doubles(a), bv = Doubles(b), hv = Doubles(h);
         for (int bi = 0; bi < B; bi++)
             for (int n = 0; n < N; n++)
@@ -141,8 +149,8 @@ public class LinearScanTests
         var a = MakeA(AShape(layout, B, L, N), dtype, 0.5, 0.999, g);
         var b = Randn(new long[] { B, L, N }, dtype, g);
         var h0 = withH0 ? Randn(new long[] { B, N }, dtype, g) : null;
-        var expected = LinearScan.Sequential(a, b, h0);
-        var actual = LinearScan.Scan(a, b, h0);
+        var expected = RecurrentH(a, b, h0);
+        var actual = ScanH(a, b, h0);
         actual.shape.Should().Equal(B, L, N);
         actual.dtype.Should().Be(dtype);
         RelMax(actual, expected).Should().BeLessThan(1e-12);
@@ -159,7 +167,7 @@ public class LinearScanTests
         var a = MakeA(new long[] { 2, 100, 5 }, dtype, modulus, modulus, g);
         var b = Randn(new long[] { 2, 100, 5 }, dtype, g);
         var h0 = Randn(new long[] { 2, 5 }, dtype, g);
-        RelMax(LinearScan.Scan(a, b, h0), LinearScan.Sequential(a, b, h0)).Should().BeLessThan(1e-12);
+        RelMax(ScanH(a, b, h0), RecurrentH(a, b, h0)).Should().BeLessThan(1e-12);
     }
 
     [Fact]
@@ -172,9 +180,9 @@ public class LinearScanTests
         var b = Randn(new long[] { 3, 5, 9 }, ScalarType.ComplexFloat64, g).transpose(0, 1);
         aT.is_contiguous().Should().BeFalse();
         b.is_contiguous().Should().BeFalse();
-        var expected = LinearScan.Sequential(aT.resolve_conj().contiguous(), b.contiguous());
-        RelMax(LinearScan.Scan(aT, b), expected).Should().BeLessThan(1e-12);
-        RelMax(LinearScan.ParallelForm(aT, b, chunkSize: 2), expected).Should().BeLessThan(1e-12);
+        var expected = RecurrentH(aT.resolve_conj().contiguous(), b.contiguous());
+        RelMax(ScanH(aT, b), expected).Should().BeLessThan(1e-12);
+        RelMax(ParallelH(aT, b, chunkSize: 2), expected).Should().BeLessThan(1e-12);
     }
 
     // ---------- gradients: custom backward vs autograd through Sequential ----------
@@ -223,8 +231,8 @@ public class LinearScanTests
         var h0 = Randn(new long[] { B, N }, dtype, g).requires_grad_(allRequireGrad);
         var w = Randn(new long[] { B, L, N }, dtype, g);
 
-        var expected = Grads(LinearScan.Sequential, a, b, h0, w);
-        var actual = Grads(LinearScan.Scan, a, b, h0, w);
+        var expected = Grads(RecurrentH, a, b, h0, w);
+        var actual = Grads(ScanH, a, b, h0, w);
         for (int i = 0; i < 3; i++)
         {
             if (expected[i] is null)
@@ -248,8 +256,8 @@ public class LinearScanTests
         var a = MakeA(new long[] { N }, dtype, 0.3, 0.99, g);
         var b = Randn(new long[] { B, L, N }, dtype, g).requires_grad_(true);
         var w = Randn(new long[] { B, L, N }, dtype, g);
-        var expected = Grads(LinearScan.Sequential, a, b, null, w);
-        var actual = Grads(LinearScan.Scan, a, b, null, w);
+        var expected = Grads(RecurrentH, a, b, null, w);
+        var actual = Grads(ScanH, a, b, null, w);
         RelMax(actual[1]!, expected[1]!).Should().BeLessThan(1e-12);
         actual[0].Should().BeNull();
     }
@@ -264,8 +272,8 @@ public class LinearScanTests
         var b = Randn(new long[] { B, L, N }, ScalarType.ComplexFloat64, g);
         var h0 = Randn(new long[] { B, N }, ScalarType.ComplexFloat64, g).requires_grad_(true);
         var w = Randn(new long[] { B, L, N }, ScalarType.ComplexFloat64, g);
-        var expected = Grads(LinearScan.Sequential, a, b, h0, w);
-        var actual = Grads(LinearScan.Scan, a, b, h0, w);
+        var expected = Grads(RecurrentH, a, b, h0, w);
+        var actual = Grads(ScanH, a, b, h0, w);
         RelMax(actual[2]!, expected[2]!).Should().BeLessThan(1e-12);
     }
 
@@ -278,9 +286,9 @@ public class LinearScanTests
         var b = Randn(new long[] { 2, 5, 6 }, ScalarType.Float64, g);
         Tensor h;
         using (torch.no_grad())
-            h = LinearScan.Scan(a, b);
+            h = ScanH(a, b);
         h.requires_grad.Should().BeFalse();
-        RelMax(h, LinearScan.Sequential(a, b)).Should().BeLessThan(1e-12);
+        RelMax(h, RecurrentH(a, b)).Should().BeLessThan(1e-12);
     }
 
     // ---------- the parallel tensor form (the CUDA path) on CPU ----------
@@ -309,9 +317,9 @@ public class LinearScanTests
         var a = MakeA(AShape(layout, B, L, N), dtype, 0.5, 0.999, g);
         var b = Randn(new long[] { B, L, N }, dtype, g);
         var h0 = withH0 ? Randn(new long[] { B, N }, dtype, g) : null;
-        var actual = LinearScan.ParallelForm(a, b, h0, chunk);
+        var actual = ParallelH(a, b, h0, chunk);
         actual.shape.Should().Equal(B, L, N);
-        RelMax(actual, LinearScan.Sequential(a, b, h0)).Should().BeLessThan(1e-12);
+        RelMax(actual, RecurrentH(a, b, h0)).Should().BeLessThan(1e-12);
     }
 
     [Theory]
@@ -327,8 +335,8 @@ public class LinearScanTests
         var b = Randn(new long[] { B, L, N }, dtype, g).requires_grad_(true);
         var h0 = Randn(new long[] { B, N }, dtype, g).requires_grad_(true);
         var w = Randn(new long[] { B, L, N }, dtype, g);
-        var expected = Grads(LinearScan.Sequential, a, b, h0, w);
-        var actual = Grads((x, y, z) => LinearScan.ParallelForm(x, y, z, 4), a, b, h0, w);
+        var expected = Grads(RecurrentH, a, b, h0, w);
+        var actual = Grads((x, y, z) => ParallelH(x, y, z, 4), a, b, h0, w);
         for (int i = 0; i < 3; i++)
             RelMax(actual[i]!, expected[i]!).Should().BeLessThan(1e-12, $"gradient {i}");
     }
@@ -343,10 +351,10 @@ public class LinearScanTests
         var a = MakeA(new long[] { N }, ScalarType.ComplexFloat64, 0.9999, 0.9999, g);
         var b = Randn(new long[] { 1, L, N }, ScalarType.ComplexFloat64, g);
         var h0 = Randn(new long[] { 1, N }, ScalarType.ComplexFloat64, g);
-        var expected = LinearScan.Sequential(a, b, h0);
-        RelMax(LinearScan.ParallelForm(a, b, h0), expected).Should().BeLessThan(1e-11);
-        RelMax(LinearScan.ParallelForm(a, b, h0, 16), expected).Should().BeLessThan(1e-11);
-        RelMax(LinearScan.Scan(a, b, h0), expected).Should().BeLessThan(1e-11);
+        var expected = RecurrentH(a, b, h0);
+        RelMax(ParallelH(a, b, h0), expected).Should().BeLessThan(1e-11);
+        RelMax(ParallelH(a, b, h0, 16), expected).Should().BeLessThan(1e-11);
+        RelMax(ScanH(a, b, h0), expected).Should().BeLessThan(1e-11);
     }
 
     [Theory]
@@ -364,8 +372,8 @@ public class LinearScanTests
         var a = MakeA(new long[] { L, N }, dtype, 1e-30, 1e-30, g);
         var b = Randn(new long[] { B, L, N }, dtype, g);
         var h0 = Randn(new long[] { B, N }, dtype, g);
-        var expected = LinearScan.Sequential(a, b, h0);
-        foreach (var actual in new[] { LinearScan.ParallelForm(a, b, h0), LinearScan.ParallelForm(a, b, h0, 7), LinearScan.Scan(a, b, h0) })
+        var expected = RecurrentH(a, b, h0);
+        foreach (var actual in new[] { ParallelH(a, b, h0), ParallelH(a, b, h0, 7), ScanH(a, b, h0) })
         {
             actual.isfinite().all().item<bool>().Should().BeTrue();
             RelMax(actual, expected).Should().BeLessThan(dtype is ScalarType.Float64 or ScalarType.ComplexFloat64 ? 1e-14 : 1e-6);
@@ -388,13 +396,13 @@ public class LinearScanTests
         var a = MakeA(new long[] { N }, wide, 0.9, 0.999, g);
         var b = Randn(new long[] { B, L, N }, wide, g);
         var h0 = Randn(new long[] { B, N }, wide, g);
-        var reference = LinearScan.Sequential(a, b, h0);
+        var reference = RecurrentH(a, b, h0);
         var a32 = a.to_type(dtype);
         var b32 = b.to_type(dtype);
         var h032 = h0.to_type(dtype);
         // Bound: float32 rounding of inputs and ~sqrt(1/(1-|a|)) accumulated roundings: 1e-5 relative RMS.
-        RelRms(LinearScan.Scan(a32, b32, h032), reference).Should().BeLessThan(1e-5);
-        RelRms(LinearScan.ParallelForm(a32, b32, h032), reference).Should().BeLessThan(1e-5);
+        RelRms(ScanH(a32, b32, h032), reference).Should().BeLessThan(1e-5);
+        RelRms(ParallelH(a32, b32, h032), reference).Should().BeLessThan(1e-5);
     }
 
     [Theory]
@@ -412,11 +420,11 @@ public class LinearScanTests
         var b = Randn(new long[] { B, L, N }, wide, g);
         var h0 = Randn(new long[] { B, N }, wide, g);
         var w = Randn(new long[] { B, L, N }, wide, g);
-        var expected = Grads(LinearScan.Sequential, a.requires_grad_(true), b.requires_grad_(true), h0.requires_grad_(true), w);
+        var expected = Grads(RecurrentH, a.requires_grad_(true), b.requires_grad_(true), h0.requires_grad_(true), w);
         var a32 = a.detach().to_type(dtype).requires_grad_(true);
         var b32 = b.detach().to_type(dtype).requires_grad_(true);
         var h032 = h0.detach().to_type(dtype).requires_grad_(true);
-        var actual = Grads(LinearScan.Scan, a32, b32, h032, w.to_type(dtype));
+        var actual = Grads(ScanH, a32, b32, h032, w.to_type(dtype));
         for (int i = 0; i < 3; i++)
         {
             actual[i]!.dtype.Should().Be(dtype);
@@ -436,11 +444,11 @@ public class LinearScanTests
         var b = Randn(new long[] { B, L, N }, ScalarType.Float64, g).to_type(dtype);
         // The reference sees the same (rounded) inputs in float64; the error left is the output rounding
         // (2^-8 for bfloat16, 2^-11 for float16), not an accumulation over L.
-        var reference = LinearScan.Sequential(a.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64));
-        var h = LinearScan.Scan(a, b);
+        var reference = RecurrentH(a.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64));
+        var h = ScanH(a, b);
         h.dtype.Should().Be(dtype);
         RelRms(h, reference).Should().BeLessThan(bound);
-        RelRms(LinearScan.ParallelForm(a, b), reference).Should().BeLessThan(bound);
+        RelRms(ParallelH(a, b), reference).Should().BeLessThan(bound);
     }
 
     // ---------- validation ----------
@@ -453,19 +461,19 @@ public class LinearScanTests
         var a = zeros(3, dtype: ScalarType.Float64);
         var cases = new (Action Call, string Param)[]
         {
-            (() => LinearScan.Scan(a, zeros(5, 3, dtype: ScalarType.Float64)), "b"),
-            (() => LinearScan.Scan(a, zeros(2, 5, 3, dtype: ScalarType.Int32)), "b"),
-            (() => LinearScan.Scan(zeros(4, dtype: ScalarType.Float64), b), "a"),
-            (() => LinearScan.Scan(zeros(6, 3, dtype: ScalarType.Float64), b), "a"),
-            (() => LinearScan.Scan(zeros(1, 2, 5, 3, dtype: ScalarType.Float64), b), "a"),
-            (() => LinearScan.Scan(zeros(3, dtype: ScalarType.Float32), b), "a"),
-            (() => LinearScan.Scan(zeros(3, dtype: ScalarType.ComplexFloat64), b), "a"),
-            (() => LinearScan.Scan(a, b, zeros(2, 4, dtype: ScalarType.Float64)), "initialState"),
-            (() => LinearScan.Scan(a, b, zeros(2, 1, 3, dtype: ScalarType.Float64)), "initialState"),
-            (() => LinearScan.Scan(a, b, zeros(2, 3, dtype: ScalarType.Float32)), "initialState"),
-            (() => LinearScan.Sequential(zeros(4, dtype: ScalarType.Float64), b), "a"),
-            (() => LinearScan.ParallelForm(zeros(4, dtype: ScalarType.Float64), b), "a"),
-            (() => LinearScan.ParallelForm(a, b, null, 0), "chunkSize"),
+            (() => ScanH(a, zeros(5, 3, dtype: ScalarType.Float64)), "b"),
+            (() => ScanH(a, zeros(2, 5, 3, dtype: ScalarType.Int32)), "b"),
+            (() => ScanH(zeros(4, dtype: ScalarType.Float64), b), "a"),
+            (() => ScanH(zeros(6, 3, dtype: ScalarType.Float64), b), "a"),
+            (() => ScanH(zeros(1, 2, 5, 3, dtype: ScalarType.Float64), b), "a"),
+            (() => ScanH(zeros(3, dtype: ScalarType.Float32), b), "a"),
+            (() => ScanH(zeros(3, dtype: ScalarType.ComplexFloat64), b), "a"),
+            (() => ScanH(a, b, zeros(2, 4, dtype: ScalarType.Float64)), "initialState"),
+            (() => ScanH(a, b, zeros(2, 1, 3, dtype: ScalarType.Float64)), "initialState"),
+            (() => ScanH(a, b, zeros(2, 3, dtype: ScalarType.Float32)), "initialState"),
+            (() => RecurrentH(zeros(4, dtype: ScalarType.Float64), b), "a"),
+            (() => ParallelH(zeros(4, dtype: ScalarType.Float64), b), "a"),
+            (() => ParallelH(a, b, null, 0), "chunkSize"),
         };
         foreach (var (call, param) in cases)
             call.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);
@@ -483,14 +491,14 @@ public class LinearScanTests
         var b = Randn(new long[] { 2, 300, 16 }, ScalarType.ComplexFloat64, g).requires_grad_(true);
         var h0 = Randn(new long[] { 2, 16 }, ScalarType.ComplexFloat64, g);
         var w = Randn(new long[] { 2, 300, 16 }, ScalarType.ComplexFloat64, g);
-        var expected = LinearScan.Sequential(a, b, h0);
+        var expected = RecurrentH(a, b, h0);
         var ac = a.detach().cuda().requires_grad_(true);
         var bc = b.detach().cuda().requires_grad_(true);
-        var h = LinearScan.Scan(ac, bc, h0.cuda());
+        var h = ScanH(ac, bc, h0.cuda());
         h.device_type.Should().Be(DeviceType.CUDA);
         RelMax(h.cpu(), expected).Should().BeLessThan(1e-12);
-        var ge = Grads(LinearScan.Sequential, a, b, h0, w);
-        var gc = Grads(LinearScan.Scan, ac, bc, h0.cuda(), w.cuda());
+        var ge = Grads(RecurrentH, a, b, h0, w);
+        var gc = Grads(ScanH, ac, bc, h0.cuda(), w.cuda());
         RelMax(gc[0]!.cpu(), ge[0]!).Should().BeLessThan(1e-12);
         RelMax(gc[1]!.cpu(), ge[1]!).Should().BeLessThan(1e-12);
     }

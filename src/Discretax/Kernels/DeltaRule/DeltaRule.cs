@@ -79,7 +79,7 @@ public static class DeltaRule
             var (joined, last) = SequenceSegments.Run(l, chunkSize, initialState, (start, len, state) =>
                 Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
                     beta.narrow(2, start, len), chunkSize, state));
-            return (joined.MoveToOuterDisposeScope(), last.MoveToOuterDisposeScope());
+            return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
         }
 
         var outDtype = q.dtype;
@@ -206,7 +206,9 @@ public static class DeltaRule
     /// <summary>
     /// The single-head chunked delta rule on the batch-first layout of the PyTorch DeltaNet package's
     /// <c>chunk_delta_rule(Q, K, V, beta, chunk_size)</c>: a thin wrapper over <see cref="Chunked"/> with one
-    /// head and a zero initial state. Like the package's function it returns the output only.
+    /// head and a zero initial state. Like the package's function it returns the output only. Not a form of its own
+    /// (it is <see cref="Chunked"/> in another layout), so it is internal: the tests use it to check the package's
+    /// calling convention.
     /// </summary>
     /// <param name="Q">Queries <c>[B, L, d]</c>.</param>
     /// <param name="K">Keys <c>[B, L, d]</c>.</param>
@@ -217,7 +219,7 @@ public static class DeltaRule
     /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is less than 1.</exception>
 #pragma warning disable IDE1006 // Q, K, V: the names the package (and the issue) give them.
-    public static Tensor ChunkDeltaRule(Tensor Q, Tensor K, Tensor V, Tensor beta, int chunkSize)
+    internal static Tensor ChunkDeltaRule(Tensor Q, Tensor K, Tensor V, Tensor beta, int chunkSize)
 #pragma warning restore IDE1006
     {
         Check.Rank(Q, 3, "[B, L, d]");
