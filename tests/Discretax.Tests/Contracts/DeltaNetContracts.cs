@@ -4,16 +4,22 @@ using Discretax.SequenceMixers;
 
 namespace Discretax.Tests.Contracts;
 
-public sealed class DeltaNetSequenceMixerContract() : SequenceModuleContract(8, h => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: 4));
+public sealed class DeltaNetSequenceMixerContract() : SequenceModuleContract(8, h => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: 4),
+    (h, c) => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: c));
 
-public sealed class DeltaNetSequenceMixerAllOptionsContract() : SequenceModuleContract(8, h => new DeltaNetSequenceMixer(h, numHeads: 2, chunkSize: 3,
-    useBias: true, betaPerHead: true, useShortConv: true, scaleQuery: true, useOutputNorm: true, useOutputGate: true, allowNegativeEigenvalues: true));
+public sealed class DeltaNetSequenceMixerAllOptionsContract() : SequenceModuleContract(8, h => AllOptions(h, 3), AllOptions)
+{
+    private static DeltaNetSequenceMixer AllOptions(long h, int chunkSize) => new(h, numHeads: 2, chunkSize: chunkSize,
+        useBias: true, betaPerHead: true, useShortConv: true, scaleQuery: true, useOutputNorm: true, useOutputGate: true, allowNegativeEigenvalues: true);
+}
 
-public sealed class DeltaNetModelContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5));
+public sealed class DeltaNetModelContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5),
+    (h, c) => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: c));
 
 public sealed class DeltaNetModelFlaOptionsContract() : SequenceModuleContract(8, h => new DeltaNet(h, numBlocks: 2, numHeads: 2, chunkSize: 5,
     useShortConv: true, useOutputNorm: true, useOutputGate: true));
 
 public sealed class TransformerBlockContract() : SequenceModuleContract(8, h => new TransformerBlock(h, chunkSize: 4, ffHiddenDim: 16, numHeads: 2));
 
-public sealed class TransformerDeltaNetContract() : SequenceModuleContract(8, h => new TransformerDeltaNet(h, chunkSize: 3, numLayers: 2));
+public sealed class TransformerDeltaNetContract() : SequenceModuleContract(8, h => new TransformerDeltaNet(h, chunkSize: 3, numLayers: 2),
+    (h, c) => new TransformerDeltaNet(h, chunkSize: c, numLayers: 2));

@@ -59,7 +59,9 @@ public class S4DTests
     [Fact]
     public void TrainsInASequentialWithoutErrors()
     {
-        using var model = new S4D(6, numBlocks: 2, stateDim: 8);
+        // No dropout: its masks come from the global generator, which parallel tests share, and made the loss of
+        // 15 steps occasionally end above the first one.
+        using var model = new S4D(6, numBlocks: 2, stateDim: 8, dropRate: 0.0);
         var g = new Generator(3);
         using var x = TestUtil.Randn(g, new long[] { 4, 20, 6 }, ScalarType.Float32);
         using var opt = optim.AdamW(model.parameters(), lr: 1e-2);
