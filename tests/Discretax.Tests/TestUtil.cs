@@ -10,7 +10,7 @@ public static class TestUtil
     public static Tensor Randn(Generator g, long[] shape, ScalarType dtype = ScalarType.Float64) =>
         randn(shape, dtype: dtype, generator: g);
 
-    /// <summary>RMS(a - b) / RMS(b): the float32 error metric of DESIGN.md §5.</summary>
+    /// <summary>RMS(a - b) / RMS(b): the float32 error metric of the tests.</summary>
     public static double RelRms(Tensor actual, Tensor reference)
     {
         using var scope = NewDisposeScope();

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Discretax.Tests.Contracts;
 
 /// <summary>
-/// The shared contract suite of DESIGN.md §5 for every sequence mixer, block and model. A module joins with
+/// The shared contract suite (docs/architecture.md, "The contract suite") for every sequence mixer, block and model. A module joins with
 /// one line: <c>public sealed class XContract() : SequenceModuleContract(8, h => new X(h));</c>.
 /// Everything runs in float64, so the equalities are tight (stated per test).
 /// </summary>
