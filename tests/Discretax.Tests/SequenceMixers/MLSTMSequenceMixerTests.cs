@@ -192,6 +192,38 @@ public class MLSTMSequenceMixerTests
         }
     }
 
+    /// <summary>Pinned outputs, recorded before the layer was split into MLSTMSequenceMixer and MLSTMV1SequenceMixer:
+    /// with every parameter drawn from a seeded generator in <c>named_parameters</c> order (so the parameter order is
+    /// pinned too), the float64 forward and the streamed state give these sums (relative 1e-12).</summary>
+    [Theory]
+    [InlineData("default", 65.51890719830966, 1633.0693942644953, -24.509870077017375)]
+    [InlineData("convgate-rms-cap-bias-v2-qk05", -114.40340006141511, 2689.7786067441534, 63.552773002332756)]
+    [InlineData("xmlstm-gate", 32.20825553846713, 1144.3522554801623, 24.775625334244843)]
+    [InlineData("convact-gate-k2", 13.52800074212955, 928.9948438344568, 45.22341889477271)]
+    [InlineData("v1", 4.7478532055843505, 79.08974843801224, 28.53324170301667)]
+    [InlineData("v1-rms-cap-bias-qk05", 48.171968555222904, 211.100830966296, -16.527047799135104)]
+    public void OutputsMatchThePinnedValues(string config, double sum, double sumSquares, double stateSum)
+    {
+        using var m = Build(config);
+        m.to(ScalarType.Float64);
+        m.eval();
+        var g = new Generator(105);
+        Randomize(m, g);
+        using var x = TestUtil.Randn(g, new long[] { 2, 11, 8 });
+        using var _ = no_grad();
+        using var y = m.forward(x);
+        var (ys, state) = m.Stream(x);
+        using (ys)
+        using (state)
+        {
+            var cell = (MLSTMState)state;
+            double[] got = { y.sum().item<double>(), y.square().sum().item<double>(), cell.C.sum().item<double>() + cell.N.sum().item<double>() + cell.M.sum().item<double>() };
+            double[] expected = { sum, sumSquares, stateSum };
+            for (int i = 0; i < 3; i++)
+                got[i].Should().BeApproximately(expected[i], 1e-12 * Math.Max(1, Math.Abs(expected[i])), $"pinned value {i} of {config}");
+        }
+    }
+
     /// <summary>Continuing from a state: pieces 4 + 7 (the second from the first's state) equal the literal math over all 11 steps to 1e-10.</summary>
     [Theory]
     [InlineData("default")]
