@@ -42,7 +42,9 @@ namespace Discretax.SequenceMixers;
 /// lifted to the layer: <c>proj_up</c> (one matrix, x_mlstm rows first, then z), <c>conv1d.weight</c>/<c>conv1d.bias</c>
 /// (PyTorch: <c>conv1d.conv.*</c>), <c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>x_mlstm_conv_scaling</c> (if
 /// <c>Dv != I</c>), <c>learnable_skip</c>, <c>igate</c>, <c>fgate</c>, <c>outnorm</c> (PyTorch: <c>mlstm_cell.igate</c>, ...),
-/// <c>proj_down</c>.</para>
+/// <c>proj_down</c>. The layer shares <c>igate</c>, <c>fgate</c>, <c>outnorm</c>, <c>proj_down</c>, their inits and the
+/// cell's computation with <see cref="MLSTMV1SequenceMixer"/> (an internal cell that is not a module, so the names
+/// carry no prefix); those four fields are read-only.</para>
 /// <para>Streaming state: an <see cref="MLSTMState"/>, the cell's (C, n, m) and the convolution's
 /// <see cref="ShortConvolutionState"/> (<see cref="MLSTMState.Conv"/>). Gates are computed in float32 at least; the
 /// cell's state is float32 for float32/16 inputs.</para>

@@ -31,7 +31,9 @@ namespace Discretax.SequenceMixers;
 /// <c>initDistribution</c>; gate weights zero, forget-gate bias <c>linspace(3, 6, NH)</c>, input-gate bias
 /// <c>N(0, 0.1^2)</c>; the norm gain one; linear biases zero.</para>
 /// <para>Parameter names (<c>state_dict</c>) are xlstm-jax's: <c>dense_q</c>, <c>dense_k</c>, <c>dense_v</c>,
-/// <c>dense_o</c>, <c>igate</c>, <c>fgate</c>, <c>outnorm</c>, <c>proj_down</c>.</para>
+/// <c>dense_o</c>, <c>igate</c>, <c>fgate</c>, <c>outnorm</c>, <c>proj_down</c>. The layer shares <c>igate</c>, <c>fgate</c>,
+/// <c>outnorm</c>, <c>proj_down</c>, their inits and the cell's computation with <see cref="MLSTMSequenceMixer"/> (an
+/// internal cell that is not a module, so the names carry no prefix); those four fields are read-only.</para>
 /// <para>Streaming state: an <see cref="MLSTMState"/> with the cell's (C, n, m) and no convolution state
 /// (<see cref="MLSTMState.Conv"/> is null). Gates are computed in float32 at least; the cell's state is float32 for
 /// float32/16 inputs.</para>
