@@ -75,11 +75,22 @@ internal sealed class MLSTMCell
     /// <summary>The down-projection <c>Dv -> E</c>.</summary>
     public readonly Linear proj_down;
 
+    /// <summary>The heads NH.</summary>
     public int NumHeads { get; }
+
+    /// <summary>The total query/key size Dqk.</summary>
     public long QKDim { get; }
+
+    /// <summary>The total value size Dv.</summary>
     public long VDim { get; }
+
+    /// <summary>The multi-head norm type.</summary>
     public MLSTMNormType NormType { get; }
+
+    /// <summary>The gate soft cap, or null.</summary>
     public double? GateSoftCap { get; }
+
+    /// <summary>The kernel's chunk length.</summary>
     public int ChunkSize { get; }
 
     /// <summary>
