@@ -10,7 +10,8 @@ namespace Discretax.Blocks;
 
 /// <summary>
 /// The xLSTM block (xlstm-jax / NX-AI xlstm <c>xLSTMBlock</c>): a sequence mixer (usually a
-/// <see cref="SequenceMixers.MLSTMSequenceMixer"/>, which has its own up- and down-projections) in a residual
+/// <see cref="SequenceMixers.MLSTMSequenceMixer"/> or <see cref="SequenceMixers.MLSTMV1SequenceMixer"/>, which have their
+/// own up- and down-projections) in a residual
 /// branch, and optionally a channel mixer in a second residual branch.
 /// <code>
 /// prenorm:   x = x + xlstm(xlstm_norm(x));           if ffn: x = x + dropout(ffn(ffn_norm(x)))

@@ -9,8 +9,9 @@ using static TorchSharp.torch;
 namespace Discretax.Models;
 
 /// <summary>
-/// The mLSTM model: a stack of xLSTM blocks (<see cref="MLSTMBlock"/>) around the mLSTM layer
-/// (<see cref="MLSTMSequenceMixer"/>), as xlstm-jax's / NX-AI xlstm's <c>xLSTMBlockStack</c> of mLSTM blocks
+/// The mLSTM model: a stack of xLSTM blocks (<see cref="MLSTMBlock"/>) around an mLSTM layer
+/// (<see cref="MLSTMSequenceMixer"/>, or <see cref="MLSTMV1SequenceMixer"/> with <see cref="MLSTMLayerType.MLSTMV1"/>),
+/// as xlstm-jax's / NX-AI xlstm's <c>xLSTMBlockStack</c> of mLSTM blocks
 /// (Beck et al. 2024, https://arxiv.org/abs/2405.04517):
 /// <code>
 /// for each block: x = x + mLSTMLayer(LayerNorm(x))         (prenorm; optional GLU branch x = x + dropout(GLU(LayerNorm(x))))
@@ -30,7 +31,7 @@ public sealed class MLSTM : SequenceModel
     /// <param name="hiddenDim">The feature size H of every block.</param>
     /// <param name="numBlocks">The number of blocks (at least 1).</param>
     /// <param name="numHeads">The mLSTM heads per layer.</param>
-    /// <param name="projFactor">The layer's up-projection factor.</param>
+    /// <param name="projFactor">The layer's up-projection factor (<see cref="MLSTMLayerType.MLSTM"/> only).</param>
     /// <param name="chunkSize">The kernel's chunk length.</param>
     /// <param name="dropRate">Dropout on each layer's output (the layer's <c>dropout</c>) and on the channel mixer's output.</param>
     /// <param name="prenorm">Pre-norm residual blocks (true, as xLSTM) or post-norm.</param>
@@ -38,11 +39,14 @@ public sealed class MLSTM : SequenceModel
     /// <param name="norm">The block norm (default <see cref="NormKind.XLSTMLayer"/>: layer norm with a gain only, as xLSTM).</param>
     /// <param name="addPostBlocksNorm">With prenorm, a layer norm (gain only) after the last block, as xLSTM's
     /// <c>add_post_blocks_norm</c> (default true); ignored with post-norm.</param>
-    /// <param name="conv1dKernelSize">The layer's convolution kernel size.</param>
-    /// <param name="qkvProjBlocksize">The layer's head-wise projection block size.</param>
-    /// <param name="layerType">The layer type.</param>
+    /// <param name="conv1dKernelSize">The layer's convolution kernel size (<see cref="MLSTMLayerType.MLSTM"/> only).</param>
+    /// <param name="qkvProjBlocksize">The layer's head-wise projection block size (<see cref="MLSTMLayerType.MLSTM"/> only).</param>
+    /// <param name="layerType">Which layer every block has: <see cref="MLSTMSequenceMixer"/> (<see cref="MLSTMLayerType.MLSTM"/>)
+    /// or <see cref="MLSTMV1SequenceMixer"/> (<see cref="MLSTMLayerType.MLSTMV1"/>, which has no up-projection, convolution
+    /// or gate-input option: <paramref name="projFactor"/>, <paramref name="conv1dKernelSize"/>,
+    /// <paramref name="qkvProjBlocksize"/> and <paramref name="gateInput"/> are then unused).</param>
     /// <param name="normType">The layer's multi-head norm.</param>
-    /// <param name="gateInput">The layer's gate input.</param>
+    /// <param name="gateInput">The layer's gate input (<see cref="MLSTMLayerType.MLSTM"/> only).</param>
     /// <param name="gateSoftCap">The layer's gate soft cap (null for none).</param>
     public MLSTM(long hiddenDim, int numBlocks = 4, int numHeads = 4, double projFactor = 2.0, int chunkSize = 64,
         double dropRate = 0.1, bool prenorm = true, bool useGlu = false, NormKind norm = NormKind.XLSTMLayer,
@@ -62,13 +66,16 @@ public sealed class MLSTM : SequenceModel
         Check.AtLeast(hiddenDim, 1);
         Check.AtLeast(numBlocks, 1);
         Check.DropRate(dropRate);
+        Check.Defined(layerType);
         var blocks = new List<SequenceModule>(numBlocks);
         for (int i = 0; i < numBlocks; i++)
         {
-            var layer = new MLSTMSequenceMixer(hiddenDim, numHeads: numHeads, projFactor: projFactor,
-                conv1dKernelSize: conv1dKernelSize, qkvProjBlocksize: qkvProjBlocksize, dropout: dropRate,
-                normType: normType, layerType: layerType, gateInput: gateInput, gateSoftCap: gateSoftCap,
-                chunkSize: chunkSize, numBlocks: numBlocks);
+            SequenceMixer layer = layerType == MLSTMLayerType.MLSTM
+                ? new MLSTMSequenceMixer(hiddenDim, numHeads: numHeads, projFactor: projFactor,
+                    conv1dKernelSize: conv1dKernelSize, qkvProjBlocksize: qkvProjBlocksize, dropout: dropRate,
+                    normType: normType, gateInput: gateInput, gateSoftCap: gateSoftCap, chunkSize: chunkSize, numBlocks: numBlocks)
+                : new MLSTMV1SequenceMixer(hiddenDim, numHeads: numHeads, dropout: dropRate, normType: normType,
+                    gateSoftCap: gateSoftCap, chunkSize: chunkSize, numBlocks: numBlocks);
             blocks.Add(new MLSTMBlock(hiddenDim, layer, useGlu ? new GLU(hiddenDim) : null, dropRate, prenorm, norm));
         }
         return blocks;

@@ -1,9 +1,9 @@
 namespace Discretax.SequenceMixers;
 
 /// <summary>
-/// Which features feed the input and forget gates of the <see cref="MLSTMLayerType.MLSTM"/> layer (xlstm-jax's
+/// Which features feed the input and forget gates of <see cref="MLSTMSequenceMixer"/> (xlstm-jax's
 /// <c>mLSTMLayerConfig.gate_input</c>). Each gate is a dense layer from these features to one pre-activation per
-/// head. (The <see cref="MLSTMLayerType.MLSTMV1"/> layer always feeds its gates with the layer input.)
+/// head. (<see cref="MLSTMV1SequenceMixer"/> always feeds its gates with the layer input.)
 /// </summary>
 public enum MLSTMGateInput
 {

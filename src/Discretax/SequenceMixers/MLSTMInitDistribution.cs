@@ -1,8 +1,8 @@
 namespace Discretax.SequenceMixers;
 
 /// <summary>
-/// The distribution the projection weights of <see cref="MLSTMSequenceMixer"/> are drawn from (xlstm-jax's
-/// <c>init_distribution</c>), always with mean 0 and the standard deviation the init function asks for
+/// The distribution the projection weights of <see cref="MLSTMSequenceMixer"/> and <see cref="MLSTMV1SequenceMixer"/>
+/// are drawn from (xlstm-jax's <c>init_distribution</c>), always with mean 0 and the standard deviation the init function asks for
 /// (<c>small</c>: <c>sqrt(2 / (5 E))</c>; <c>wang</c>: <c>2 / numBlocks / sqrt(E)</c>). Gate and norm parameters
 /// have their own fixed inits.
 /// </summary>

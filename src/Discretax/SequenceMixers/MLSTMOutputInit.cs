@@ -1,7 +1,8 @@
 namespace Discretax.SequenceMixers;
 
 /// <summary>
-/// The init function of the down-projection <c>proj_down</c> of <see cref="MLSTMSequenceMixer"/> (xlstm-jax's
+/// The init function of the down-projection <c>proj_down</c> of <see cref="MLSTMSequenceMixer"/> and
+/// <see cref="MLSTMV1SequenceMixer"/> (xlstm-jax's
 /// <c>output_init_fn</c>), drawn from the chosen <see cref="MLSTMInitDistribution"/>. E is the layer's input size.
 /// </summary>
 public enum MLSTMOutputInit

@@ -4,10 +4,12 @@ using static TorchSharp.torch;
 namespace Discretax.Streaming;
 
 /// <summary>
-/// The state of an mLSTM layer (<see cref="SequenceMixers.MLSTMSequenceMixer"/>) after some step t: the cell's
+/// The state of an mLSTM layer (<see cref="SequenceMixers.MLSTMSequenceMixer"/>,
+/// <see cref="SequenceMixers.MLSTMV1SequenceMixer"/>) after some step t: the cell's
 /// stabilized matrix memory <c>C [B, NH, Dk, Dv]</c>, stabilized normalizer <c>n [B, NH, Dk]</c> and log-space
 /// stabilizer <c>m [B, NH]</c> (Beck et al. 2024, https://arxiv.org/abs/2405.04517; the true memory is
-/// <c>C exp(m)</c>), and, for the layer with a causal convolution, that convolution's state.
+/// <c>C exp(m)</c>), and, for the layer with a causal convolution (<see cref="SequenceMixers.MLSTMSequenceMixer"/>),
+/// that convolution's state (null for <see cref="SequenceMixers.MLSTMV1SequenceMixer"/>).
 /// </summary>
 /// <remarks>
 /// C# property names are capitalized: <see cref="N"/> is the paper's normalizer <c>n</c>, <see cref="M"/> its

@@ -70,6 +70,7 @@ public class MLSTMBlockTests
         var cases = new (Func<MLSTMBlock> Make, string Param)[]
         {
             (() => new MLSTMBlock(8, new MLSTMSequenceMixer(16)), "xlstm"),
+            (() => new MLSTMBlock(8, new MLSTMV1SequenceMixer(16)), "xlstm"),
             (() => new MLSTMBlock(8, new MLSTMSequenceMixer(8), new GLU(8, 4)), "ffn"),
             (() => new MLSTMBlock(8, new MLSTMSequenceMixer(8), dropRate: 1), "dropRate"),
             (() => new MLSTMBlock(8, new MLSTMSequenceMixer(8), norm: (NormKind)9), "norm"),

@@ -5,19 +5,29 @@ using Discretax.SequenceMixers;
 
 namespace Discretax.Tests.Contracts;
 
-public sealed class MLSTMSequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h, chunkSize: 4));
+public sealed class MLSTMSequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h, chunkSize: 4),
+    (h, c) => new MLSTMSequenceMixer(h, chunkSize: c));
 
 public sealed class MLSTMSequenceMixerOptionsContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h, numHeads: 2,
     conv1dKernelSize: 3, bias: true, qkDimFactor: 0.5, vDimFactor: 2.0, normType: MLSTMNormType.RMSNorm,
     gateInput: MLSTMGateInput.XMlstmConvAct, gateSoftCap: 15.0, initDistribution: MLSTMInitDistribution.TruncatedNormal,
     outputInitFn: MLSTMOutputInit.Small, chunkSize: 3));
 
-public sealed class MLSTMV1SequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMSequenceMixer(h,
-    layerType: MLSTMLayerType.MLSTMV1, gateInput: MLSTMGateInput.XMlstm, chunkSize: 4));
+public sealed class MLSTMV1SequenceMixerContract() : SequenceModuleContract(8, h => new MLSTMV1SequenceMixer(h, chunkSize: 4),
+    (h, c) => new MLSTMV1SequenceMixer(h, chunkSize: c));
+
+public sealed class MLSTMV1SequenceMixerOptionsContract() : SequenceModuleContract(8, h => new MLSTMV1SequenceMixer(h, numHeads: 2,
+    bias: true, qkDimFactor: 0.5, vDimFactor: 1.5, normType: MLSTMNormType.RMSNorm, gateSoftCap: 15.0,
+    initDistribution: MLSTMInitDistribution.Uniform, outputInitFn: MLSTMOutputInit.Small, chunkSize: 3));
 
 public sealed class MLSTMBlockWithGLUContract() : SequenceModuleContract(8, h => new MLSTMBlock(h, new MLSTMSequenceMixer(h, chunkSize: 4), new GLU(h)));
 
-public sealed class MLSTMModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 4));
+public sealed class MLSTMV1BlockContract() : SequenceModuleContract(8, h => new MLSTMBlock(h, new MLSTMV1SequenceMixer(h, chunkSize: 4)));
+
+public sealed class MLSTMModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 4),
+    (h, c) => new MLSTM(h, numBlocks: 2, chunkSize: c));
+
+public sealed class MLSTMV1ModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 4, layerType: MLSTMLayerType.MLSTMV1));
 
 public sealed class MLSTMPostnormGluModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 5,
     prenorm: false, useGlu: true, norm: NormKind.Rms));

@@ -43,6 +43,35 @@ public class MLSTMTests
         TestUtil.MaxAbsDiff(y, expected).Should().BeLessThan(1e-12);
     }
 
+    /// <summary>layerType MLSTMV1 builds mlstm_v1 layers (with the model's heads, chunk size, dropout, numBlocks and
+    /// layer options); the model's forward equals its blocks and norm (1e-12, float64, eval).</summary>
+    [Fact]
+    public void V1LayerTypeBuildsV1Layers()
+    {
+        using var model = new MLSTM(16, numBlocks: 2, numHeads: 2, chunkSize: 4, dropRate: 0.2, layerType: MLSTMLayerType.MLSTMV1,
+            normType: MLSTMNormType.RMSNorm, gateSoftCap: 10.0);
+        foreach (var block in model.blocks)
+        {
+            var layer = ((MLSTMBlock)block).xlstm.Should().BeOfType<MLSTMV1SequenceMixer>().Subject;
+            layer.NumHeads.Should().Be(2);
+            layer.ChunkSize.Should().Be(4);
+            layer.NormType.Should().Be(MLSTMNormType.RMSNorm);
+            layer.GateSoftCap.Should().Be(10.0);
+            layer.dropout.P.Should().Be(0.2);
+        }
+        model.state_dict().Keys.Should().Contain("blocks.0.xlstm.dense_q.weight").And.NotContain(k => k.Contains("proj_up"));
+        model.to(ScalarType.Float64);
+        model.eval();
+        var g = new Generator(303);
+        using var x = TestUtil.Randn(g, new long[] { 2, 5, 16 });
+        using var _ = no_grad();
+        using var y = model.forward(x);
+        var h = x;
+        foreach (var block in model.blocks) h = block.forward(h);
+        var c = h - h.mean(new long[] { -1 }, keepdim: true);
+        TestUtil.MaxAbsDiff(y, c / (c.square().mean(new long[] { -1 }, keepdim: true) + 1e-5).sqrt()).Should().BeLessThan(1e-12);
+    }
+
     /// <summary>Post-norm models have no final norm; useGlu adds a GLU branch to every block.</summary>
     [Fact]
     public void PostnormAndGluOptions()
@@ -101,6 +130,8 @@ public class MLSTMTests
             (() => new MLSTM(8, dropRate: -0.1), "dropRate"),
             (() => new MLSTM(8, numHeads: 3), "numHeads"),
             (() => new MLSTM(8, chunkSize: 0), "chunkSize"),
+            (() => new MLSTM(8, layerType: (MLSTMLayerType)7), "layerType"),
+            (() => new MLSTM(8, numHeads: 3, layerType: MLSTMLayerType.MLSTMV1), "numHeads"),
         };
         foreach (var (make, param) in cases)
             make.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);

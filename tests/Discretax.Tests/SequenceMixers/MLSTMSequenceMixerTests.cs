@@ -12,15 +12,15 @@ public class MLSTMSequenceMixerTests
     /// <summary>The configurations the literal reference is checked on.</summary>
     public static TheoryData<string> Configs => new() { "default", "convgate-rms-cap-bias-v2-qk05", "xmlstm-gate", "convact-gate-k2", "v1", "v1-rms-cap-bias-qk05" };
 
-    private static MLSTMSequenceMixer Build(string config) => config switch
+    private static SequenceMixer Build(string config) => config switch
     {
         "default" => new MLSTMSequenceMixer(8, chunkSize: 4),
         "convgate-rms-cap-bias-v2-qk05" => new MLSTMSequenceMixer(8, conv1dKernelSize: 3, bias: true, qkDimFactor: 0.5, vDimFactor: 2.0,
             normType: MLSTMNormType.RMSNorm, gateInput: MLSTMGateInput.XMlstmConv, gateSoftCap: 5.0, chunkSize: 4),
         "xmlstm-gate" => new MLSTMSequenceMixer(8, numHeads: 2, gateInput: MLSTMGateInput.XMlstm, chunkSize: 3),
         "convact-gate-k2" => new MLSTMSequenceMixer(8, conv1dKernelSize: 2, qkvProjBlocksize: 8, gateInput: MLSTMGateInput.XMlstmConvAct, chunkSize: 64),
-        "v1" => new MLSTMSequenceMixer(8, layerType: MLSTMLayerType.MLSTMV1, chunkSize: 4),
-        "v1-rms-cap-bias-qk05" => new MLSTMSequenceMixer(8, layerType: MLSTMLayerType.MLSTMV1, bias: true, qkDimFactor: 0.5, vDimFactor: 1.5,
+        "v1" => new MLSTMV1SequenceMixer(8, chunkSize: 4),
+        "v1-rms-cap-bias-qk05" => new MLSTMV1SequenceMixer(8, bias: true, qkDimFactor: 0.5, vDimFactor: 1.5,
             normType: MLSTMNormType.RMSNorm, gateSoftCap: 3.0, chunkSize: 4),
         _ => throw new ArgumentException(config),
     };
@@ -56,12 +56,17 @@ public class MLSTMSequenceMixerTests
     /// at a time (C, n, m), the per-head norm written out, skip, output gate and down-projection. Optionally continues
     /// from a kernel state (C0, n0, m0) and a convolution history (the K-1 inputs before x).
     /// </summary>
-    private static (Tensor Y, Tensor C, Tensor N, Tensor M) Literal(MLSTMSequenceMixer m, Tensor x)
+    private static (Tensor Y, Tensor C, Tensor N, Tensor M) Literal(SequenceMixer layer, Tensor x)
     {
         long b = x.shape[0], l = x.shape[1];
-        long nh = m.NumHeads, dk = m.QKDim / nh, dv = m.VDim / nh;
+        var (nh, dk, dv, softCap, normType, igate, fgate, outnorm, projDown) = layer switch
+        {
+            MLSTMSequenceMixer a => ((long)a.NumHeads, a.QKDim / a.NumHeads, a.VDim / a.NumHeads, a.GateSoftCap, a.NormType, a.igate, a.fgate, a.outnorm, a.proj_down),
+            MLSTMV1SequenceMixer a => ((long)a.NumHeads, a.QKDim / a.NumHeads, a.VDim / a.NumHeads, a.GateSoftCap, a.NormType, a.igate, a.fgate, a.outnorm, a.proj_down),
+            _ => throw new ArgumentException(layer.GetType().Name),
+        };
         Tensor q, k, v, gin, skip = null!, z = null!, o = null!;
-        if (m.LayerType == MLSTMLayerType.MLSTM)
+        if (layer is MLSTMSequenceMixer m)
         {
             var up = Lin(x, m.proj_up!.weight!, m.proj_up.bias);
             var xm = up.narrow(-1, 0, m.InnerDim);
@@ -95,15 +100,16 @@ public class MLSTMSequenceMixerTests
         }
         else
         {
-            q = Lin(x, m.dense_q!.weight!, m.dense_q.bias);
-            k = Lin(x, m.dense_k!.weight!, m.dense_k.bias);
-            v = Lin(x, m.dense_v!.weight!, m.dense_v.bias);
-            o = Lin(x, m.dense_o!.weight!, m.dense_o.bias);
+            var v1 = (MLSTMV1SequenceMixer)layer;
+            q = Lin(x, v1.dense_q.weight!, v1.dense_q.bias);
+            k = Lin(x, v1.dense_k.weight!, v1.dense_k.bias);
+            v = Lin(x, v1.dense_v.weight!, v1.dense_v.bias);
+            o = Lin(x, v1.dense_o.weight!, v1.dense_o.bias);
             gin = x;
         }
-        var ig = Lin(gin, m.igate.weight!, m.igate.bias);
-        var fg = Lin(gin, m.fgate.weight!, m.fgate.bias);
-        if (m.GateSoftCap is double cap) { ig = cap * (ig / cap).tanh(); fg = cap * (fg / cap).tanh(); }
+        var ig = Lin(gin, igate.weight!, igate.bias);
+        var fg = Lin(gin, fgate.weight!, fgate.bias);
+        if (softCap is double cap) { ig = cap * (ig / cap).tanh(); fg = cap * (fg / cap).tanh(); }
 
         var C = zeros(new long[] { b, nh, dk, dv }, dtype: ScalarType.Float64);
         var n = zeros(new long[] { b, nh, dk }, dtype: ScalarType.Float64);
@@ -126,7 +132,7 @@ public class MLSTMSequenceMixerTests
             var den = maximum((n * qt).sum(-1).abs(), (-mm).exp()) + 1e-6;
             var h = num / den.unsqueeze(-1);                          // [b, nh, dv]
             Tensor hn;
-            if (m.NormType == MLSTMNormType.LayerNorm)
+            if (normType == MLSTMNormType.LayerNorm)
             {
                 var cen = h - h.mean(new long[] { -1 }, keepdim: true);
                 hn = cen / (cen.square().mean(new long[] { -1 }, keepdim: true) + 1e-6).sqrt();
@@ -135,13 +141,13 @@ public class MLSTMSequenceMixerTests
             {
                 hn = h / (h.square().mean(new long[] { -1 }, keepdim: true) + 1e-6).sqrt();
             }
-            hs.Add(hn.reshape(b, nh * dv) * m.outnorm.weight);
+            hs.Add(hn.reshape(b, nh * dv) * outnorm.weight);
         }
         var hcat = stack(hs, 1);                                      // [b, l, Dv]
-        Tensor gated = m.LayerType == MLSTMLayerType.MLSTM
-            ? (hcat + m.learnable_skip! * skip) * (z * (1.0 / (1.0 + (-z).exp())))
+        Tensor gated = layer is MLSTMSequenceMixer ml
+            ? (hcat + ml.learnable_skip * skip) * (z * (1.0 / (1.0 + (-z).exp())))
             : (1.0 / (1.0 + (-o).exp())) * hcat;
-        return (Lin(gated, m.proj_down.weight!, m.proj_down.bias), C, n, mm);
+        return (Lin(gated, projDown.weight!, projDown.bias), C, n, mm);
     }
 
     /// <summary>
@@ -188,7 +194,39 @@ public class MLSTMSequenceMixerTests
             TestUtil.MaxAbsDiff(cell.C, cr).Should().BeLessThan(1e-10);
             TestUtil.MaxAbsDiff(cell.N, nr).Should().BeLessThan(1e-10);
             TestUtil.MaxAbsDiff(cell.M, mr).Should().BeLessThan(1e-12);
-            (cell.Conv is null).Should().Be(m.LayerType == MLSTMLayerType.MLSTMV1);
+            (cell.Conv is null).Should().Be(m is MLSTMV1SequenceMixer);
+        }
+    }
+
+    /// <summary>Pinned outputs, recorded before the layer was split into MLSTMSequenceMixer and MLSTMV1SequenceMixer:
+    /// with every parameter drawn from a seeded generator in <c>named_parameters</c> order (so the parameter order is
+    /// pinned too), the float64 forward and the streamed state give these sums (relative 1e-12).</summary>
+    [Theory]
+    [InlineData("default", 65.51890719830966, 1633.0693942644953, -24.509870077017375)]
+    [InlineData("convgate-rms-cap-bias-v2-qk05", -114.40340006141511, 2689.7786067441534, 63.552773002332756)]
+    [InlineData("xmlstm-gate", 32.20825553846713, 1144.3522554801623, 24.775625334244843)]
+    [InlineData("convact-gate-k2", 13.52800074212955, 928.9948438344568, 45.22341889477271)]
+    [InlineData("v1", 4.7478532055843505, 79.08974843801224, 28.53324170301667)]
+    [InlineData("v1-rms-cap-bias-qk05", 48.171968555222904, 211.100830966296, -16.527047799135104)]
+    public void OutputsMatchThePinnedValues(string config, double sum, double sumSquares, double stateSum)
+    {
+        using var m = Build(config);
+        m.to(ScalarType.Float64);
+        m.eval();
+        var g = new Generator(105);
+        Randomize(m, g);
+        using var x = TestUtil.Randn(g, new long[] { 2, 11, 8 });
+        using var _ = no_grad();
+        using var y = m.forward(x);
+        var (ys, state) = m.Stream(x);
+        using (ys)
+        using (state)
+        {
+            var cell = (MLSTMState)state;
+            double[] got = { y.sum().item<double>(), y.square().sum().item<double>(), cell.C.sum().item<double>() + cell.N.sum().item<double>() + cell.M.sum().item<double>() };
+            double[] expected = { sum, sumSquares, stateSum };
+            for (int i = 0; i < 3; i++)
+                got[i].Should().BeApproximately(expected[i], 1e-12 * Math.Max(1, Math.Abs(expected[i])), $"pinned value {i} of {config}");
         }
     }
 
@@ -266,8 +304,8 @@ public class MLSTMSequenceMixerTests
             TestUtil.Values(t.proj_up!.weight!).Should().OnlyContain(v => Math.Abs(v) <= 2 * small + 1e-7);
             Std(t.proj_up.weight!).Should().BeApproximately(0.8796 * small, 0.03 * small);
         }
-        using var v1 = new MLSTMSequenceMixer(e, layerType: MLSTMLayerType.MLSTMV1, bias: true);
-        TestUtil.Values(v1.dense_o!.weight!).Should().OnlyContain(v => v == 0);
+        using var v1 = new MLSTMV1SequenceMixer(e, bias: true);
+        TestUtil.Values(v1.dense_o.weight!).Should().OnlyContain(v => v == 0);
         TestUtil.Values(v1.dense_q!.bias!).Should().OnlyContain(v => v == 0);
         Std(v1.dense_q.weight!).Should().BeApproximately(small, 0.03 * small);
     }
@@ -292,7 +330,7 @@ public class MLSTMSequenceMixerTests
         v2.state_dict().Keys.Should().Contain(new[] { "x_mlstm_conv_scaling.weight", "proj_up.bias", "q_proj.bias", "proj_down.bias" });
         v2.proj_up!.weight!.shape.Should().Equal(64 + 128, 8);
         v2.learnable_skip!.shape.Should().Equal(128);
-        using var v1 = new MLSTMSequenceMixer(8, layerType: MLSTMLayerType.MLSTMV1);
+        using var v1 = new MLSTMV1SequenceMixer(8);
         v1.state_dict().Keys.Should().BeEquivalentTo(new[]
         {
             "dense_q.weight", "dense_k.weight", "dense_v.weight", "dense_o.weight",
@@ -300,24 +338,36 @@ public class MLSTMSequenceMixerTests
         });
     }
 
-    /// <summary>Every combination of the enum options (soft cap and bias alternating) builds, gives finite outputs of
-    /// the right shape, and streams in two pieces to the full forward (1e-9, float64).</summary>
+    /// <summary>Every combination of the enum options of both layers (soft cap and bias alternating) builds, gives
+    /// finite outputs of the right shape, and streams in two pieces to the full forward (1e-9, float64).</summary>
     [Fact]
     public void EveryOptionCombinationBuildsRunsAndStreams()
     {
         var g = new Generator(103);
         using var x = TestUtil.Randn(g, new long[] { 2, 6, 8 });
+        var layers = new List<(string Name, Func<SequenceMixer> Make)>();
         int count = 0;
-        foreach (var layerType in Enum.GetValues<MLSTMLayerType>())
         foreach (var normType in Enum.GetValues<MLSTMNormType>())
-        foreach (var gateInput in Enum.GetValues<MLSTMGateInput>())
         foreach (var dist in Enum.GetValues<MLSTMInitDistribution>())
         foreach (var outInit in Enum.GetValues<MLSTMOutputInit>())
         {
+            foreach (var gateInput in Enum.GetValues<MLSTMGateInput>())
+            {
+                count++;
+                double? cap = count % 2 == 0 ? 15.0 : null;
+                bool bias = count % 3 == 0;
+                layers.Add(($"mlstm {normType} {gateInput} {dist} {outInit}", () => new MLSTMSequenceMixer(8, normType: normType,
+                    gateInput: gateInput, initDistribution: dist, outputInitFn: outInit, gateSoftCap: cap, bias: bias, chunkSize: 4)));
+            }
             count++;
-            using var m = new MLSTMSequenceMixer(8, normType: normType, layerType: layerType, gateInput: gateInput,
-                initDistribution: dist, outputInitFn: outInit, gateSoftCap: count % 2 == 0 ? 15.0 : null, bias: count % 3 == 0,
-                chunkSize: 4);
+            double? capV1 = count % 2 == 0 ? 15.0 : null;
+            bool biasV1 = count % 3 == 0;
+            layers.Add(($"mlstm_v1 {normType} {dist} {outInit}", () => new MLSTMV1SequenceMixer(8, normType: normType,
+                initDistribution: dist, outputInitFn: outInit, gateSoftCap: capV1, bias: biasV1, chunkSize: 4)));
+        }
+        foreach (var (name, make) in layers)
+        {
+            using var m = make();
             m.to(ScalarType.Float64);
             m.eval();
             using var scope = NewDisposeScope();
@@ -326,10 +376,10 @@ public class MLSTMSequenceMixerTests
             double.IsFinite(y.abs().max().item<double>()).Should().BeTrue();
             var (a, s) = m.Stream(x.narrow(1, 0, 1));
             var (b, s2) = m.Stream(x.narrow(1, 1, 5), s);
-            TestUtil.MaxAbsDiff(cat(new[] { a, b }, 1), y).Should().BeLessThan(1e-9, $"{layerType} {normType} {gateInput} {dist} {outInit}");
+            TestUtil.MaxAbsDiff(cat(new[] { a, b }, 1), y).Should().BeLessThan(1e-9, name);
             s.Dispose(); s2.Dispose();
         }
-        count.Should().Be(96);
+        layers.Count.Should().Be(48 + 12);
     }
 
     /// <summary>float32 forward against the same layer in float64: RMS(diff)/RMS(ref) below 1e-5. bfloat16 runs, stays
@@ -360,7 +410,7 @@ public class MLSTMSequenceMixerTests
         }
     }
 
-    /// <summary>Bad options throw ArgumentException / ArgumentOutOfRangeException naming the argument.</summary>
+    /// <summary>Bad options of the mlstm layer throw ArgumentException / ArgumentOutOfRangeException naming the argument.</summary>
     [Fact]
     public void BadOptionsThrowNamingTheArgument()
     {
@@ -370,14 +420,15 @@ public class MLSTMSequenceMixerTests
             (() => new MLSTMSequenceMixer(8, numHeads: 0), "numHeads"),
             (() => new MLSTMSequenceMixer(8, numHeads: 3), "numHeads"),                     // 3 does not divide 64
             (() => new MLSTMSequenceMixer(8, numHeads: 128), "numHeads"),
-            (() => new MLSTMSequenceMixer(6, numHeads: 4, layerType: MLSTMLayerType.MLSTMV1), "numHeads"),  // 6 % 4
             (() => new MLSTMSequenceMixer(8, qkvProjBlocksize: 3), "qkvProjBlocksize"),      // 3 does not divide 64
             (() => new MLSTMSequenceMixer(8, qkvProjBlocksize: 0), "qkvProjBlocksize"),
             (() => new MLSTMSequenceMixer(8, qkDimFactor: 0.3), "qkDimFactor"),              // round(19.2) = 19 not a multiple of 16 blocks
             (() => new MLSTMSequenceMixer(8, qkDimFactor: 0), "qkDimFactor"),
+            (() => new MLSTMSequenceMixer(8, qkDimFactor: double.PositiveInfinity), "qkDimFactor"),
             (() => new MLSTMSequenceMixer(8, vDimFactor: -1), "vDimFactor"),
-            (() => new MLSTMSequenceMixer(8, vDimFactor: 0.01, layerType: MLSTMLayerType.MLSTMV1), "vDimFactor"),
+            (() => new MLSTMSequenceMixer(8, vDimFactor: 0.3), "vDimFactor"),                // round(19.2) = 19 not a multiple of 16 blocks
             (() => new MLSTMSequenceMixer(8, projFactor: 0), "projFactor"),
+            (() => new MLSTMSequenceMixer(8, projFactor: double.NaN), "projFactor"),
             (() => new MLSTMSequenceMixer(8, conv1dKernelSize: 0), "conv1dKernelSize"),
             (() => new MLSTMSequenceMixer(8, dropout: 1.0), "dropout"),
             (() => new MLSTMSequenceMixer(8, chunkSize: 0), "chunkSize"),
@@ -386,7 +437,6 @@ public class MLSTMSequenceMixerTests
             (() => new MLSTMSequenceMixer(8, numBlocks: 0), "numBlocks"),
             (() => new MLSTMSequenceMixer(8, normEps: 0), "normEps"),
             (() => new MLSTMSequenceMixer(8, normType: (MLSTMNormType)7), "normType"),
-            (() => new MLSTMSequenceMixer(8, layerType: (MLSTMLayerType)7), "layerType"),
             (() => new MLSTMSequenceMixer(8, gateInput: (MLSTMGateInput)7), "gateInput"),
             (() => new MLSTMSequenceMixer(8, initDistribution: (MLSTMInitDistribution)7), "initDistribution"),
             (() => new MLSTMSequenceMixer(8, outputInitFn: (MLSTMOutputInit)7), "outputInitFn"),
@@ -395,14 +445,86 @@ public class MLSTMSequenceMixerTests
             make.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);
     }
 
-    /// <summary>A state of another shape (here a bare state without the cell child) is rejected naming "state".</summary>
+    /// <summary>Bad options of the mlstm_v1 layer throw naming the argument.</summary>
+    [Fact]
+    public void BadV1OptionsThrowNamingTheArgument()
+    {
+        var cases = new (Func<MLSTMV1SequenceMixer> Make, string Param)[]
+        {
+            (() => new MLSTMV1SequenceMixer(0), "embeddingDim"),
+            (() => new MLSTMV1SequenceMixer(8, numHeads: 0), "numHeads"),
+            (() => new MLSTMV1SequenceMixer(6, numHeads: 4), "numHeads"),                   // 4 does not divide 6
+            (() => new MLSTMV1SequenceMixer(8, qkDimFactor: 0.5, numHeads: 8), "numHeads"), // 8 does not divide 4
+            (() => new MLSTMV1SequenceMixer(8, qkDimFactor: 0), "qkDimFactor"),
+            (() => new MLSTMV1SequenceMixer(8, qkDimFactor: 0.1), "qkDimFactor"),           // int(0.8) = 0
+            (() => new MLSTMV1SequenceMixer(8, vDimFactor: -1), "vDimFactor"),
+            (() => new MLSTMV1SequenceMixer(8, vDimFactor: 0.01), "vDimFactor"),
+            (() => new MLSTMV1SequenceMixer(8, dropout: -0.1), "dropout"),
+            (() => new MLSTMV1SequenceMixer(8, chunkSize: 0), "chunkSize"),
+            (() => new MLSTMV1SequenceMixer(8, gateSoftCap: -1), "gateSoftCap"),
+            (() => new MLSTMV1SequenceMixer(8, gateSoftCap: double.PositiveInfinity), "gateSoftCap"),
+            (() => new MLSTMV1SequenceMixer(8, numBlocks: 0), "numBlocks"),
+            (() => new MLSTMV1SequenceMixer(8, normEps: double.NaN), "normEps"),
+            (() => new MLSTMV1SequenceMixer(8, normType: (MLSTMNormType)7), "normType"),
+            (() => new MLSTMV1SequenceMixer(8, initDistribution: (MLSTMInitDistribution)7), "initDistribution"),
+            (() => new MLSTMV1SequenceMixer(8, outputInitFn: (MLSTMOutputInit)7), "outputInitFn"),
+        };
+        foreach (var (make, param) in cases)
+            make.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);
+    }
+
+    /// <summary>A state of another module (a bare state) is rejected by both layers naming "state".</summary>
     [Fact]
     public void AForeignStateIsRejected()
     {
-        using var m = new MLSTMSequenceMixer(8);
         using var x = zeros(1, 3, 8);
         using var foreign = new EmptyState(1, x.device, x.dtype);
-        var act = () => m.Stream(x, foreign);
-        act.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("state");
+        foreach (SequenceMixer m in new SequenceMixer[] { new MLSTMSequenceMixer(8), new MLSTMV1SequenceMixer(8) })
+        {
+            using (m)
+            {
+                var act = () => m.Stream(x, foreign);
+                act.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("state");
+            }
+        }
+    }
+
+    /// <summary>States are refused across the two layers even where the cell's sizes agree (the mlstm layer's state
+    /// carries a convolution state, the mlstm_v1 layer's none), and across head counts and sizes; each layer continues
+    /// its own state.</summary>
+    [Fact]
+    public void AStateOfTheOtherLayerOrOtherSizesIsRejected()
+    {
+        using var x = zeros(1, 3, 8);
+        using var mlstm = new MLSTMSequenceMixer(8);                              // NH 4, Dk = Dv = 64 / 4
+        using var v1 = new MLSTMV1SequenceMixer(8, qkDimFactor: 8, vDimFactor: 8); // NH 4, Dk = Dv = 64 / 4
+        using var mlstm2 = new MLSTMSequenceMixer(8, numHeads: 2);
+        using var mlstmK3 = new MLSTMSequenceMixer(8, conv1dKernelSize: 3);
+        using var v1Small = new MLSTMV1SequenceMixer(8);
+        using var v1Heads2 = new MLSTMV1SequenceMixer(8, qkDimFactor: 8, vDimFactor: 8, numHeads: 2);
+        using var noGrad = no_grad();
+        var states = new Dictionary<string, StreamingState>
+        {
+            ["mlstm"] = mlstm.Stream(x).State, ["v1"] = v1.Stream(x).State, ["mlstm2"] = mlstm2.Stream(x).State,
+            ["mlstmK3"] = mlstmK3.Stream(x).State, ["v1Small"] = v1Small.Stream(x).State, ["v1Heads2"] = v1Heads2.Stream(x).State,
+        };
+        ((MLSTMState)states["v1"]).C.shape.Should().Equal(((MLSTMState)states["mlstm"]).C.shape);
+        var refused = new (SequenceMixer Layer, string State)[]
+        {
+            (mlstm, "v1"), (v1, "mlstm"), (mlstm, "mlstm2"), (mlstm, "mlstmK3"), (mlstmK3, "mlstm"),
+            (v1, "v1Small"), (v1Small, "v1"), (v1, "v1Heads2"), (v1Heads2, "v1"),
+        };
+        foreach (var (layer, name) in refused)
+        {
+            var act = () => layer.Stream(x, states[name]);
+            act.Should().Throw<ArgumentException>($"{layer.GetType().Name} given the state of {name}").Which.ParamName.Should().Be("state");
+        }
+        foreach (var (layer, name) in new (SequenceMixer, string)[] { (mlstm, "mlstm"), (v1, "v1") })
+        {
+            var (y, next) = layer.Stream(x, states[name]);
+            y.Dispose();
+            next.Dispose();
+        }
+        foreach (var state in states.Values) state.Dispose();
     }
 }
