@@ -132,15 +132,8 @@ internal sealed class MLSTMCell
                 w.normal_(0.0, std);
                 break;
             case MLSTMInitDistribution.TruncatedNormal:
-                // N(0, std^2) restricted to [-2 std, 2 std]: redraw the values outside until none is left.
-                w.normal_(0.0, std);
-                while (true)
-                {
-                    using var outside = w.abs() > 2 * std;
-                    if (!outside.any().item<bool>()) break;
-                    using var fresh = empty_like(w).normal_(0.0, std);
-                    w.copy_(where(outside, fresh, w));
-                }
+                // xlstm-jax: jax.nn.initializers.truncated_normal(std), a standard normal truncated to [-2, 2] times std.
+                using (var t = Initializers.TruncatedNormal(w.shape, std)) w.copy_(t);
                 break;
             default:
                 double bound = Math.Sqrt(3.0) * std;

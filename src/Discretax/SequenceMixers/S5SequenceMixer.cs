@@ -44,12 +44,6 @@ public sealed class S5SequenceMixer : SequenceMixer
     /// <summary>The bound that <c>clipEigs</c> keeps the real parts of the eigenvalues below.</summary>
     public const double MaxEigenvalueRealPart = -1e-4;
 
-    /// <summary>Standard deviation of a standard normal truncated to [-2, 2] (JAX's <c>variance_scaling</c> constant).</summary>
-    private const double TruncatedNormalStd = 0.87962566103423978;
-
-    /// <summary><c>erf(sqrt 2) = P(|Z| &lt; 2)</c> for a standard normal Z.</summary>
-    private const double ErfSqrt2 = 0.95449973610364158;
-
     /// <summary><c>[P]</c>: real parts of the continuous eigenvalues.</summary>
     public Parameter Lambda_re;
 
@@ -121,7 +115,7 @@ public sealed class S5SequenceMixer : SequenceMixer
             var vInv = v.conj().t().resolve_conj();                                             // [kept, N_b]
 
             // B~ = blockdiag(V^*) B, B real [N, H] ~ lecun_normal (fan-in N), applied block by block.
-            var bReal = TruncatedNormal(new[] { stateDim, h }, 1.0 / Math.Sqrt(stateDim));
+            var bReal = Initializers.TruncatedNormalWithStd(new[] { stateDim, h }, 1.0 / Math.Sqrt(stateDim));
             var bTilde = vInv.matmul(bReal.view(ssmBlocks, blockSize, h).to(ScalarType.ComplexFloat64)).reshape(p, h);
 
             Tensor cTilde;
@@ -132,7 +126,7 @@ public sealed class S5SequenceMixer : SequenceMixer
             else
             {
                 double std = cInit == S5CInit.LecunNormal ? 1.0 / Math.Sqrt(stateDim * (double)h) : 1.0 / Math.Sqrt(stateDim);
-                var c = TruncatedNormal(new[] { h, stateDim, 2 }, std);
+                var c = Initializers.TruncatedNormalWithStd(new[] { h, stateDim, 2 }, std);
                 var cc = complex(c.select(2, 0), c.select(2, 1)).view(h, ssmBlocks, blockSize);        // [H, blocks, N_b]
                 cTilde = cc.matmul(v).reshape(h, p);                                                     // C blockdiag(V)
             }
@@ -234,16 +228,4 @@ public sealed class S5SequenceMixer : SequenceMixer
         StreamingState.Expect<S5State>(state, Describe()).Validate(new[] { state.BatchSize, Lambda_re.shape[0] }, "[B, P]", Describe());
 
     private string Describe() => $"S5SequenceMixer(inFeatures: {InFeatures}, P: {Lambda_re.shape[0]})";
-
-    /// <summary>
-    /// JAX's truncated normal: a standard normal truncated to [-2, 2] (by inverse-CDF sampling,
-    /// <c>z = sqrt(2) erfinv(v)</c> with <c>v ~ U(-erf(sqrt 2), erf(sqrt 2))</c>), scaled to standard deviation
-    /// <paramref name="std"/>. (TorchSharp 0.107's <c>nn.init.trunc_normal_</c> swaps mean and std and omits the
-    /// sqrt(2), so it is not used.)
-    /// </summary>
-    private static Tensor TruncatedNormal(long[] shape, double std)
-    {
-        var t = empty(shape, dtype: ScalarType.Float64).uniform_(-ErfSqrt2, ErfSqrt2);
-        return t.erfinv_().mul_(Math.Sqrt(2)).clamp_(-2.0, 2.0) * (std / TruncatedNormalStd);
-    }
 }
