@@ -1,11 +1,8 @@
 // Quickstart: compose encoder -> model -> head in a SequenceNetwork (torch.nn.Sequential's composition, which also
 // streams), train a few steps on a synthetic sequence task, then stream the trained network one step at a time and
 // compare with the full forward.
-using Discretax.Blocks;
-using Discretax.ChannelMixers;
 using Discretax.Encoders;
 using Discretax.Heads;
-using Discretax.Layers;
 using Discretax.Models;
 using Discretax.Streaming;
 using Discretax.Utilities;
@@ -20,8 +17,8 @@ var g = new Generator(0);
 using var data = randn(new long[] { 4 * batch, length, features }, generator: g);
 using var labels = ((data.select(2, 0) - data.select(2, 1)).sum(1) > 0).to(ScalarType.Int64);
 
-var model = new SequenceModel(hidden, Enumerable.Range(0, 2).Select(_ =>
-    (SequenceModule)new StandardBlock(hidden, new ShortConvolution(hidden), new GLU(hidden), dropRate: 0.1)));
+// The model: the library's LRU (2 blocks of an LRU mixer and a GLU, batch norm, dropout, residuals).
+var model = new LRU(hidden, numBlocks: 2, stateDim: 32);
 // SequenceNetwork composes like torch.nn.Sequential (same state_dict keys) and also streams.
 using var net = new SequenceNetwork(
     ("encoder", new LinearEncoder(features, hidden)),
