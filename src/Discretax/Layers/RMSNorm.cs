@@ -51,7 +51,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     }
 
     /// <summary><paramref name="x"/> in the dtype of a norm's statistics: float32 for float16/bfloat16, else its own.</summary>
-    internal static Tensor Widen(Tensor x) => x.dtype is ScalarType.Float16 or ScalarType.BFloat16 ? x.to(ScalarType.Float32) : x;
+    internal static Tensor Widen(Tensor x) => Precision.As(x, Precision.StateDType(x.dtype));
 
     /// <summary><c>x / sqrt(mean(x^2) + eps)</c> over the last dimension, in <paramref name="x"/>'s dtype.</summary>
     internal static Tensor Normalize(Tensor x, double eps) =>

@@ -32,7 +32,12 @@ internal static class Precision
     public static ScalarType StateDType(ScalarType compute) =>
         compute == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
-    /// <summary>The complex dtype matching <see cref="StateDType"/>.</summary>
+    /// <summary>The dtype a kernel computes and keeps its state in for these inputs: float64 if any is float64, else
+    /// float32 (so float16 / bfloat16 inputs compute in float32).</summary>
+    public static ScalarType StateDType(params Tensor[] inputs) =>
+        inputs.Any(t => t.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
+
+    /// <summary>The complex dtype matching <see cref="StateDType(ScalarType)"/>.</summary>
     public static ScalarType ComplexStateDType(ScalarType compute) =>
         compute == ScalarType.Float64 ? ScalarType.ComplexFloat64 : ScalarType.ComplexFloat32;
 

@@ -83,7 +83,7 @@ public static class DeltaRule
         }
 
         var outDtype = q.dtype;
-        var dtype = ComputeType(outDtype);
+        var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
         long n = (l + c - 1) / c;
         long lp = n * c;
@@ -166,7 +166,7 @@ public static class DeltaRule
 
         using var scope = NewDisposeScope();
         var outDtype = q.dtype;
-        var dtype = ComputeType(outDtype);
+        var dtype = Precision.StateDType(outDtype);
         long bh = b * nh;
 
         var qr = q.to(dtype).reshape(bh, l, dk);
@@ -250,10 +250,6 @@ public static class DeltaRule
     /// </summary>
     private static Tensor AddBmm(Tensor input, Tensor batch1, Tensor batch2, float alpha) =>
         batch1.baddbmm(batch2, input, beta: 1, alpha: alpha);
-
-    /// <summary>float16 / bfloat16 are computed in float32; float32 / float64 in their own type.</summary>
-    private static ScalarType ComputeType(ScalarType dtype) =>
-        dtype is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : dtype;
 
     private static (long B, long NH, long L, long Dk, long Dv) Validate(
         Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? initialState)

@@ -71,7 +71,7 @@ public static class MLSTMKernel
             return (joined.MoveToOuterDisposeScope(), final!.Value.MoveToOuterDisposeScope());
         }
 
-        var ct = ComputeType(q.dtype);
+        var ct = Precision.StateDType(q.dtype);
         var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
 
         long cs = Math.Min(chunkSize, length);
@@ -174,7 +174,7 @@ public static class MLSTMKernel
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
 
         using var scope = NewDisposeScope();
-        var ct = ComputeType(q.dtype);
+        var ct = Precision.StateDType(q.dtype);
         var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
 
         var qs = q.to(ct) * (1.0 / Math.Sqrt(dk));
@@ -244,7 +244,7 @@ public static class MLSTMKernel
         var (_, _, length, dk, _) = Validate(q, k, v, inputGate, forgetGate, null, eps);
 
         using var scope = NewDisposeScope();
-        var ct = ComputeType(q.dtype);
+        var ct = Precision.StateDType(q.dtype);
         var qs = q.to(ct) * (1.0 / Math.Sqrt(dk));
         var ks = k.to(ct);
         var vs = v.to(ct);
@@ -299,9 +299,6 @@ public static class MLSTMKernel
         var causal = ones(len, len, dtype: ScalarType.Bool, device: seg.device).tril();
         return (seg + ig.unsqueeze(-2)).masked_fill(causal.logical_not(), double.NegativeInfinity);
     }
-
-    private static ScalarType ComputeType(ScalarType dtype) =>
-        dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     private static (Tensor C, Tensor N, Tensor M) InitialState(MLSTMKernelState? state, long batch, long heads, long dk, long dv,
         ScalarType ct, Device device)

@@ -64,11 +64,11 @@ public static class FftConvolution
         long kernelLength = kernel.shape[1];
         if (kernelLength < 1 || kernelLength > length)
             throw new ArgumentException($"Expected kernel [H, Lk] with 1 <= Lk <= L = {length} (the length of u {Check.Shape(u)}); got shape {Check.Shape(kernel)}.", nameof(kernel));
-        if (kernel.device_type != u.device_type || kernel.device_index != u.device_index)
+        if (!Check.SameDevice(kernel.device, u.device))
             throw new ArgumentException($"Expected kernel on u's device {u.device}; got {kernel.device}.", nameof(kernel));
 
         using var scope = NewDisposeScope();
-        var compute = u.dtype == ScalarType.Float64 || kernel.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var compute = Precision.StateDType(u, kernel);
         var uc = u.to_type(compute);
         var kc = kernel.to_type(compute);
         bool track = torch.is_grad_enabled() && (uc.requires_grad || kc.requires_grad);

@@ -66,7 +66,7 @@ public static class SsmKernels
         ValidateSystem(logDt, aReal, aImag);
         ValidateDiscretization(discretization);
         using var scope = NewDisposeScope();
-        var compute = ComputeType(logDt, aReal, aImag);
+        var compute = Precision.StateDType(logDt, aReal, aImag);
         var (logDA, dB) = DiscretizeCore(logDt.to_type(compute), aReal.to_type(compute), aImag.to_type(compute), discretization);
         var dA = logDA.exp();
         return (dA.MoveToOuterDisposeScope(), dB.MoveToOuterDisposeScope());
@@ -111,7 +111,7 @@ public static class SsmKernels
         chunk = Math.Min(chunk, length);
 
         using var scope = NewDisposeScope();
-        var compute = ComputeType(logDt, aReal, aImag, cReal, cImag);
+        var compute = Precision.StateDType(logDt, aReal, aImag, cReal, cImag);
         var output = PromotedType(logDt, aReal, aImag, cReal, cImag);
         var (logDA, dB) = DiscretizeCore(logDt.to_type(compute), aReal.to_type(compute), aImag.to_type(compute), discretization);
         var cPrime = (complex(cReal.to_type(compute), cImag.to_type(compute)) * dB).unsqueeze(1);   // [H, 1, N/2]
@@ -206,7 +206,7 @@ public static class SsmKernels
 
     private static void SameDevice(Tensor t, Tensor reference, string paramName)
     {
-        if (t.device_type != reference.device_type || t.device_index != reference.device_index)
+        if (!Check.SameDevice(t.device, reference.device))
             throw new ArgumentException($"Expected {paramName} on aReal's device {reference.device}; got {t.device}.", paramName);
     }
 
@@ -215,9 +215,6 @@ public static class SsmKernels
         if (discretization is not (Discretization.Zoh or Discretization.Bilinear))
             throw new ArgumentOutOfRangeException(nameof(discretization), discretization, "Expected Discretization.Zoh or Discretization.Bilinear.");
     }
-
-    private static ScalarType ComputeType(params Tensor[] tensors) =>
-        tensors.Any(t => t.dtype == ScalarType.Float64) ? ScalarType.Float64 : ScalarType.Float32;
 
     private static ScalarType PromotedType(params Tensor[] tensors)
     {
