@@ -78,24 +78,25 @@ public sealed class MLSTMBlock : SequenceModule
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
-        var (mixed, mixerState) = RunChild(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x) : x, ((BlockState?)state)?.Mixer, returnState);
-        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed);
-        return (FeedForward(h), mixerState is null ? null : new BlockState(mixerState));
+        var valid = lengths is null ? null : SequenceLengths.Mask(lengths, x.shape[1]);
+        var (mixed, mixerState) = RunChild(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x, valid) : x, ((BlockState?)state)?.Mixer, returnState, lengths);
+        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed, valid);
+        return (FeedForward(h, valid), mixerState is null ? null : new BlockState(mixerState));
     }
 
     /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         CheckChildState(xlstm, StreamingState.Expect<BlockState>(state, nameof(MLSTMBlock)).Mixer);
 
-    private Tensor FeedForward(Tensor h)
+    private Tensor FeedForward(Tensor h, Tensor? valid)
     {
         if (ffn is null) return h;
         return Prenorm
-            ? h + drop.forward(ffn.forward(ApplyNorm(ffn_norm!, h)))
-            : ApplyNorm(ffn_norm!, h + drop.forward(ffn.forward(h)));
+            ? h + drop.forward(ffn.forward(ApplyNorm(ffn_norm!, h, valid)))
+            : ApplyNorm(ffn_norm!, h + drop.forward(ffn.forward(h)), valid);
     }
 
-    private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x) => Norm.Apply(n, x);
+    private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x, Tensor? valid) => Norm.Apply(n, x, valid);
 }

@@ -32,9 +32,17 @@ public static class Norms
     /// </summary>
     /// <param name="kind">The norm kind of <paramref name="norm"/>.</param>
     /// <param name="norm">The norm module.</param>
-    /// <param name="x">The input, features last.</param>
-    internal static Tensor Apply(this NormKind kind, nn.Module<Tensor, Tensor> norm, Tensor x) =>
-        kind == NormKind.Batch
-            ? norm.forward(x.reshape(-1, x.shape[^1])).reshape(x.shape)
-            : norm.forward(x);
+    /// <param name="x">The input <c>[B, L, H]</c> (any <c>[..., H]</c> without <paramref name="valid"/>).</param>
+    /// <param name="valid">For a right-padded batch, the valid steps <c>bool [B, L]</c>: batch norm in training then
+    /// normalizes with, and updates its running statistics from, the valid rows only (padded rows come out as zeros);
+    /// every other norm acts per position and ignores it.</param>
+    internal static Tensor Apply(this NormKind kind, nn.Module<Tensor, Tensor> norm, Tensor x, Tensor? valid = null)
+    {
+        if (kind != NormKind.Batch) return norm.forward(x);
+        var rows = x.reshape(-1, x.shape[^1]);
+        if (valid is null || !norm.training) return norm.forward(rows).reshape(x.shape);
+        var index = valid.reshape(-1).nonzero().squeeze(1);
+        var normalized = norm.forward(rows.index_select(0, index));
+        return zeros_like(rows).index_copy(0, index, normalized).reshape(x.shape);
+    }
 }

@@ -72,24 +72,25 @@ public sealed class StandardBlock : SequenceModule
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
-        var h = Prenorm ? ApplyNorm(x) : x;
-        var (mixed, mixerState) = RunChild(sequence_mixer, h, ((BlockState?)state)?.Mixer, returnState);
-        return (Finish(x, mixed), mixerState is null ? null : new BlockState(mixerState));
+        var valid = lengths is null ? null : SequenceLengths.Mask(lengths, x.shape[1]);
+        var h = Prenorm ? ApplyNorm(x, valid) : x;
+        var (mixed, mixerState) = RunChild(sequence_mixer, h, ((BlockState?)state)?.Mixer, returnState, lengths);
+        return (Finish(x, mixed, valid), mixerState is null ? null : new BlockState(mixerState));
     }
 
     /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         CheckChildState(sequence_mixer, StreamingState.Expect<BlockState>(state, nameof(StandardBlock)).Mixer);
 
-    private Tensor Finish(Tensor skip, Tensor mixed)
+    private Tensor Finish(Tensor skip, Tensor mixed, Tensor? valid)
     {
         var h = drop.forward(nn.functional.gelu(mixed));
         h = drop.forward(channel_mixer.forward(h));
         var y = skip + h;
-        return Prenorm ? y : ApplyNorm(y);
+        return Prenorm ? y : ApplyNorm(y, valid);
     }
 
-    private Tensor ApplyNorm(Tensor x) => Norm.Apply(norm, x);
+    private Tensor ApplyNorm(Tensor x, Tensor? valid) => Norm.Apply(norm, x, valid);
 }

@@ -49,9 +49,9 @@ public sealed class TransformerBlock : SequenceModule
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="BlockState"/> holding the attention's <see cref="DeltaNetState"/>.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
-        var (a, s) = RunChild(attention, norm1.forward(x), ((BlockState?)state)?.Mixer, returnState);
+        var (a, s) = RunChild(attention, norm1.forward(x), ((BlockState?)state)?.Mixer, returnState, lengths);
         var h = x + a;
         var y = h + ffn.forward(norm2.forward(h));
         return (y, s is null ? null : new BlockState(s));

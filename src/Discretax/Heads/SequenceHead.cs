@@ -53,11 +53,36 @@ public abstract class SequenceHead : nn.Module<Tensor, Tensor>, IStreamingModule
     public override Tensor forward(Tensor x) =>
         Precision.ComputeSequence(this, x, InFeatures, batched => Output(linear.forward(Reduce ? batched.mean(new long[] { 1 }) : batched)));
 
+    /// <summary>
+    /// Computes the outputs of a right-padded batch: with <c>reduce</c>, the mean over each sequence's valid steps;
+    /// without it, per step, zeros at padded steps.
+    /// </summary>
+    /// <param name="x">Model output <c>[B, L, H]</c> or <c>[L, H]</c>.</param>
+    /// <param name="lengths">Integer <c>[B]</c> (<c>[1]</c> unbatched), <c>1 &lt;= lengths[b] &lt;= L</c>, on x's device; or null.</param>
+    public Tensor forward(Tensor x, Tensor? lengths)
+    {
+        if (lengths is null) return forward(x);
+        return Precision.ComputeSequence(this, x, InFeatures, batched =>
+        {
+            var valid = SequenceLengths.Validate(lengths, batched.shape[0], batched.shape[1], batched.device, nameof(lengths));
+            var mask = SequenceLengths.Mask(valid, batched.shape[1]).unsqueeze(-1);                  // [B, L, 1]
+            var zero = zeros(1, dtype: batched.dtype, device: batched.device);
+            if (!Reduce) return where(mask, Output(linear.forward(batched)), zero);
+            var mean = where(mask, batched, zero).sum(1) / valid.unsqueeze(1).to_type(batched.dtype);
+            return Output(linear.forward(mean));
+        });
+    }
+
     /// <inheritdoc />
-    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null) => Stream(x, state, null);
+
+    /// <inheritdoc />
+    /// <remarks>Per step the state is an <see cref="EmptyState"/>; pooling, a <see cref="PoolingState"/> with the running
+    /// sum and count of the valid steps so far, and the output is the head of their mean.</remarks>
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state, Tensor? lengths)
     {
         var (_, unbatched) = Check.Sequence(x, InFeatures, nameof(x));
-        long batch = unbatched ? 1 : x.shape[0];
+        long batch = unbatched ? 1 : x.shape[0], length = unbatched ? x.shape[0] : x.shape[1];
         var dtype = Precision.ComputeDType(this, x.dtype);
         string name = $"{GetType().Name}(inFeatures: {InFeatures}, reduce: {Reduce})";
         if (state is not null)
@@ -66,17 +91,25 @@ public abstract class SequenceHead : nn.Module<Tensor, Tensor>, IStreamingModule
             if (Reduce) StreamingState.Expect<PoolingState>(state, name).Validate(InFeatures, name);
             else StreamingState.Expect<EmptyState>(state, name);
         }
-        if (!Reduce) return (forward(x), new EmptyState(batch, x.device, dtype));
+        var valid = lengths is null ? null : SequenceLengths.Validate(lengths, batch, length, x.device, nameof(lengths));
+        if (!Reduce) return (forward(x, valid), new EmptyState(batch, x.device, dtype));
         using var scope = NewDisposeScope();
         var previous = (PoolingState?)state;
         var xb = unbatched ? x.unsqueeze(0) : x;
         var wide = Precision.StateDType(dtype);
-        var sum = xb.to_type(wide).sum(1);                                     // [B, H]
-        if (previous is not null) sum = sum + previous.Sum;
-        long steps = (previous?.Steps ?? 0) + xb.shape[1];
-        var mean = (sum / steps).unsqueeze(1);                                 // [B, 1, H]: the mean over all steps so far
+        var xw = xb.to_type(wide);
+        if (valid is not null)
+            xw = where(SequenceLengths.Mask(valid, length).unsqueeze(-1), xw, zeros(1, dtype: wide, device: x.device));
+        var sum = xw.sum(1);                                                   // [B, H]
+        var count = valid ?? full(batch, length, dtype: ScalarType.Int64, device: x.device);
+        if (previous is not null)
+        {
+            sum = sum + previous.Sum;
+            count = count + previous.Count;
+        }
+        var mean = (sum / count.unsqueeze(1).to_type(wide)).unsqueeze(1);      // [B, 1, H]: the mean over every valid step so far
         var y = forward(unbatched ? mean.squeeze(0) : mean);
-        var next = new PoolingState(sum, steps, dtype);
+        var next = new PoolingState(sum, count, dtype);
         next.MoveToOuterDisposeScope();
         return (y.MoveToOuterDisposeScope(), next);
     }

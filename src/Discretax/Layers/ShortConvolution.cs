@@ -46,7 +46,7 @@ public sealed class ShortConvolution : SequenceModule
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="ShortConvolutionState"/>: the last K-1 inputs (zeros before the start).</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var cache = ((ShortConvolutionState?)state)?.Cache;
         var full = cache is null
@@ -54,7 +54,11 @@ public sealed class ShortConvolution : SequenceModule
             : cat(new[] { cache, x }, 1);
         var y = Convolve(full);
         if (!returnState) return (y, null);
-        var next = full.narrow(1, full.shape[1] - (KernelSize - 1), KernelSize - 1).clone();
+        // The last K-1 inputs of each sequence: full[b, len_b .. len_b + K - 2] (full = K - 1 cached steps, then x).
+        var next = lengths is null
+            ? full.narrow(1, full.shape[1] - (KernelSize - 1), KernelSize - 1).clone()
+            : full.gather(1, (lengths.unsqueeze(1) + arange(KernelSize - 1, dtype: ScalarType.Int64, device: x.device).unsqueeze(0))
+                .unsqueeze(-1).expand(x.shape[0], KernelSize - 1, InFeatures));
         return (y, new ShortConvolutionState(next, x.dtype));
     }
 

@@ -97,18 +97,18 @@ public class SequenceModel : SequenceModule
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="SequenceModelState"/>, one state per block.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var previous = (SequenceModelState?)state;
         var h = x;
         var next = returnState ? new StreamingState[blocks.Count] : null;
         for (int i = 0; i < blocks.Count; i++)
         {
-            var (y, s) = RunChild(blocks[i], h, previous?.Blocks[i], returnState);
+            var (y, s) = RunChild(blocks[i], h, previous?.Blocks[i], returnState, lengths);
             h = y;
             if (next is not null) next[i] = s!;
         }
-        if (final_norm is not null) h = _finalNormKind.Apply(final_norm, h);
+        if (final_norm is not null) h = _finalNormKind.Apply(final_norm, h, lengths is null ? null : SequenceLengths.Mask(lengths, h.shape[1]));
         return (h, next is null ? null : new SequenceModelState(next));
     }
 

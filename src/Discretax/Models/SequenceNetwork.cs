@@ -8,7 +8,7 @@ namespace Discretax.Models;
 /// <summary>
 /// A network of named stages applied in order, like <c>torch.nn.Sequential</c>, that also streams: typically an
 /// encoder, a model and a head, <c>new SequenceNetwork(("encoder", e), ("model", m), ("head", h))</c>. In
-/// <see cref="Stream"/>, every stage that streams (<see cref="IStreamingModule"/>: mixers, blocks, models and heads) is
+/// <see cref="Stream(Tensor, StreamingState?)"/>, every stage that streams (<see cref="IStreamingModule"/>: mixers, blocks, models and heads) is
 /// streamed, its state carried, and every other stage (encoders, any per-position module) is applied to the piece as it
 /// is. The state is a <see cref="SequenceModelState"/> with one state per streamed stage, in order. A pooling head
 /// streams the running mean, so the output of the last piece equals the full forward's (in eval mode, up to rounding).
@@ -51,12 +51,28 @@ public sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, IStreamingModul
 
     /// <summary>Applies every stage in order.</summary>
     /// <param name="x">The network's input (the first stage's input).</param>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <summary>
+    /// Applies every stage in order to a right-padded batch, threading <paramref name="lengths"/> to every stage that
+    /// takes them (sequence modules and heads); the other stages act per position.
+    /// </summary>
+    /// <param name="x">The network's input (the first stage's input), right-padded.</param>
+    /// <param name="lengths">The sequences' lengths, integer <c>[B]</c>, or null.</param>
+    public Tensor forward(Tensor x, Tensor? lengths)
     {
         ArgumentNullException.ThrowIfNull(x);
         using var scope = NewDisposeScope();
         var h = x;
-        foreach (var (_, module) in _stages) h = module.forward(h);
+        foreach (var (_, module) in _stages)
+        {
+            h = module switch
+            {
+                SequenceModule sequence when lengths is not null => sequence.forward(h, lengths),
+                Heads.SequenceHead head when lengths is not null => head.forward(h, lengths),
+                _ => module.forward(h),
+            };
+        }
         return (ReferenceEquals(h, x) ? h.alias() : h).MoveToOuterDisposeScope();
     }
 
@@ -66,7 +82,17 @@ public sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, IStreamingModul
     /// </summary>
     /// <param name="x">The piece (the first stage's input layout).</param>
     /// <param name="state">The state returned for the previous piece, or null to start.</param>
-    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null) => Stream(x, state, null);
+
+    /// <summary>
+    /// Runs the network over a piece of a right-padded batch: as <see cref="Stream(Tensor, StreamingState?)"/>, with
+    /// <paramref name="lengths"/> threaded to every streamed stage, so each sequence's state is the one after its last
+    /// valid step.
+    /// </summary>
+    /// <param name="x">The piece.</param>
+    /// <param name="state">The state returned for the previous piece, or null to start.</param>
+    /// <param name="lengths">The valid lengths of the piece, integer <c>[B]</c>, or null.</param>
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state, Tensor? lengths)
     {
         ArgumentNullException.ThrowIfNull(x);
         var streamed = _stages.Select(s => s.Module).OfType<IStreamingModule>().ToList();
@@ -86,7 +112,7 @@ public sealed class SequenceNetwork : nn.Module<Tensor, Tensor>, IStreamingModul
         {
             if (module is IStreamingModule streaming)
             {
-                var (y, s) = streaming.Stream(h, previous?.Blocks[next.Count]);
+                var (y, s) = streaming.Stream(h, previous?.Blocks[next.Count], lengths);
                 h = y;
                 next.Add(s);
             }

@@ -128,7 +128,7 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     public bool AllowNegativeEigenvalues { get; }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var previous = (DeltaNetState?)state;
         long b = x.shape[0], l = x.shape[1];
@@ -138,9 +138,9 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         ShortConvolutionState? qState = null, kState = null, vState = null;
         if (q_conv1d is not null)
         {
-            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState);
-            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState);
-            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState);
+            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState, lengths);
+            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState, lengths);
+            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState, lengths);
         }
         q = Heads(q, b, l);
         k = Heads(k, b, l);
@@ -151,6 +151,8 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         var beta = nn.functional.sigmoid(beta_proj.forward(x)).transpose(1, 2); // [B, 1 or NH, L]
         if (!BetaPerHead) beta = beta.expand(b, NumHeads, l);
         if (AllowNegativeEigenvalues) beta = beta * 2;
+        // Padded steps leave the memory as it is (beta = 0), so the final state is the one after each last valid step.
+        if (lengths is not null) beta = where(SequenceLengths.Mask(lengths, l).unsqueeze(1), beta, zeros(1, dtype: beta.dtype, device: beta.device));
 
         var (o, s) = l == 1 && previous is not null
             ? DeltaRule.Recurrent(q, k, v, beta, previous.S)
@@ -174,10 +176,11 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     private string Describe() =>
         $"DeltaNetSequenceMixer(inFeatures: {InFeatures}, numHeads: {NumHeads}, headDim: {HeadDim}, useShortConv: {q_conv1d is not null})";
 
-    private static (Tensor Output, ShortConvolutionState? State) Convolve(ShortConvolution conv, Tensor x, ShortConvolutionState? state, bool returnState)
+    private static (Tensor Output, ShortConvolutionState? State) Convolve(ShortConvolution conv, Tensor x, ShortConvolutionState? state,
+        bool returnState, Tensor? lengths)
     {
-        if (!returnState && state is null) return (conv.forward(x), null);
-        var (y, next) = conv.Stream(x, state);
+        if (!returnState && state is null) return (conv.forward(x, lengths), null);
+        var (y, next) = conv.Stream(x, state, lengths);
         return (y, (ShortConvolutionState)next);
     }
 

@@ -15,7 +15,7 @@ public sealed class IdentitySequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState) =>
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
         (x.alias(), returnState ? new EmptyState(x.shape[0], x.device, x.dtype) : null);
 
     /// <inheritdoc />

@@ -94,7 +94,7 @@ public sealed class LRUSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
@@ -104,7 +104,7 @@ public sealed class LRUSequenceMixer : SequenceMixer
         var (h, last) = LinearScan.Scan(lambda, bu, ((LRUState?)state)?.H);
         var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
         if (!returnState) return (y.to(x.dtype), null);
-        return (y.to(x.dtype), new LRUState(last, x.dtype));
+        return (y.to(x.dtype), new LRUState(lengths is null ? last : SequenceLengths.AtLast(h, lengths), x.dtype));
     }
 
     /// <inheritdoc />

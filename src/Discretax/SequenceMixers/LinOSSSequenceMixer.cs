@@ -180,7 +180,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var dtype = Precision.StateDType(x.dtype);
         long bsz = x.shape[0], n = StateDim;
@@ -204,7 +204,7 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
         var cw = C.to(dtype);
         var output = y.narrow(-1, 0, n).matmul(cw.select(-1, 0).t()) - y.narrow(-1, n, n).matmul(cw.select(-1, 1).t()) + u * D.to(dtype);
         if (!returnState) return (output.to(x.dtype), null);
-        var last = h.select(1, h.shape[1] - 1);                                                        // [B, 2N, 2]
+        var last = lengths is null ? h.select(1, h.shape[1] - 1) : SequenceLengths.AtLast(h, lengths);  // [B, 2N, 2]
         var zl = last.select(-1, 0).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
         var yl = last.select(-1, 1).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
         return (output.to(x.dtype), new LinOSSState(zl, yl, x.dtype));

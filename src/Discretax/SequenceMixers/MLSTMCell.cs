@@ -147,13 +147,21 @@ internal sealed class MLSTMCell
     /// (xlstm-jax's <c>gate_dtype</c>) and soft-capped, q/k/v split into NH heads, the kernel (continuing from
     /// <paramref name="previous"/>), and the multi-head norm. Returns <c>outnorm(h) [B, L, Dv]</c> and the kernel's state.
     /// </summary>
-    public (Tensor H, MLSTMKernelState State) Forward(Tensor q, Tensor k, Tensor v, Tensor gateInput, MLSTMState? previous)
+    public (Tensor H, MLSTMKernelState State) Forward(Tensor q, Tensor k, Tensor v, Tensor gateInput, MLSTMState? previous,
+        Tensor? lengths = null)
     {
         long b = q.shape[0], l = q.shape[1], nh = NumHeads;
         var gt = Precision.StateDType(q.dtype);
         var gw = gateInput.to(gt);
         var ig = SoftCap(nn.functional.linear(gw, igate.weight!.to(gt), igate.bias!.to(gt))).transpose(1, 2);   // [B, NH, L]
         var fg = SoftCap(nn.functional.linear(gw, fgate.weight!.to(gt), fgate.bias!.to(gt))).transpose(1, 2);
+        if (lengths is not null)
+        {
+            // Padded steps leave (C, n, m) as they are: input gate -inf, log forget gate 0 (pre-activation +inf).
+            var valid = SequenceLengths.Mask(lengths, l).unsqueeze(1);                                          // [B, 1, L]
+            ig = where(valid, ig, full(1, double.NegativeInfinity, dtype: ig.dtype, device: ig.device));
+            fg = where(valid, fg, full(1, double.PositiveInfinity, dtype: fg.dtype, device: fg.device));
+        }
         var qh = q.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var kh = k.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var vh = v.reshape(b, l, nh, VDim / nh).transpose(1, 2);

@@ -186,13 +186,13 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
 
     /// <inheritdoc />
     /// <remarks>The state is an <see cref="MLSTMState"/>: the cell's (C, n, m) and the convolution's state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var previous = (MLSTMState?)state;
         var up = proj_up.forward(x);
         var xm = up.narrow(-1, 0, InnerDim);
         var z = up.narrow(-1, InnerDim, VDim);
-        var (xc, convState) = RunChild(conv1d, xm, previous?.Conv, returnState);
+        var (xc, convState) = RunChild(conv1d, xm, previous?.Conv, returnState, lengths);
         var c = nn.functional.silu(xc);
         var q = q_proj.forward(c);
         var k = k_proj.forward(c);
@@ -205,7 +205,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
             _ => c,
         };
         var skip = x_mlstm_conv_scaling is null ? c : x_mlstm_conv_scaling.forward(c);
-        var (h, cell) = _cell.Forward(q, k, v, gin, previous);
+        var (h, cell) = _cell.Forward(q, k, v, gin, previous, lengths);
         var y = dropout.forward(proj_down.forward((h + learnable_skip.to(x.dtype) * skip) * nn.functional.silu(z)));
         return MLSTMCell.Result(y, cell, returnState, x.dtype, (ShortConvolutionState?)convState);
     }

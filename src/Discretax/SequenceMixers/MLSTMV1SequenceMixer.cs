@@ -138,13 +138,13 @@ public sealed class MLSTMV1SequenceMixer : SequenceMixer
 
     /// <inheritdoc />
     /// <remarks>The state is an <see cref="MLSTMState"/> with the cell's (C, n, m) and no convolution state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var q = dense_q.forward(x);
         var k = dense_k.forward(x);
         var v = dense_v.forward(x);
         var o = dense_o.forward(x);
-        var (h, cell) = _cell.Forward(q, k, v, x, (MLSTMState?)state);
+        var (h, cell) = _cell.Forward(q, k, v, x, (MLSTMState?)state, lengths);
         var y = dropout.forward(proj_down.forward(nn.functional.sigmoid(o) * h));
         return MLSTMCell.Result(y, cell, returnState, x.dtype);
     }

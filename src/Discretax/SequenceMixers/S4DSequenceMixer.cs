@@ -53,8 +53,8 @@ namespace Discretax.SequenceMixers;
 /// </para>
 /// <para>
 /// <b>Layout</b>: batch-first <c>[B, L, H]</c> (or unbatched <c>[L, H]</c>); with <c>transposed = true</c> the mixer
-/// takes and returns channels-first <c>[B, H, L]</c> (or unbatched <c>[H, L]</c>), for <see cref="SequenceModule.forward"/>
-/// and for <see cref="SequenceModule.Stream"/> alike: streamed pieces of a transposed mixer are <c>[B, H, Lpiece]</c>.
+/// takes and returns channels-first <c>[B, H, L]</c> (or unbatched <c>[H, L]</c>), for <see cref="SequenceModule.forward(Tensor)"/>
+/// and for <see cref="SequenceModule.Stream(Tensor, StreamingState?)"/> alike: streamed pieces of a transposed mixer are <c>[B, H, Lpiece]</c>.
 /// </para>
 /// </remarks>
 public sealed class S4DSequenceMixer : SequenceMixer
@@ -195,15 +195,18 @@ public sealed class S4DSequenceMixer : SequenceMixer
     /// A forward (no state in, none out) runs the FFT convolution; streaming runs the recurrence and returns an
     /// <see cref="S4DState"/>: the complex diagonal state <c>x [B, H, N/2]</c> after the piece's last step.
     /// </remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         if (state is null && !returnState)
         {
             var uf = Transposed ? x.transpose(1, 2) : x;                         // [B, L, H]
             return (Finish(uf, FftConvolution.Causal(uf, Kernel(uf.shape[1]))), null);
         }
-        return Recur(x, (S4DState?)state);
+        return Recur(x, (S4DState?)state, lengths);
     }
+
+    /// <inheritdoc />
+    protected override int TimeDim => Transposed ? 2 : 1;
 
     /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
@@ -211,7 +214,7 @@ public sealed class S4DSequenceMixer : SequenceMixer
 
     private string Describe() => $"S4DSequenceMixer(inFeatures: {InFeatures}, stateDim: {StateDim})";
 
-    private (Tensor Output, StreamingState State) Recur(Tensor x, S4DState? state)
+    private (Tensor Output, StreamingState State) Recur(Tensor x, S4DState? state, Tensor? lengths)
     {
         var u = Transposed ? x.transpose(1, 2) : x;                          // [B, L, H]
         long batch = u.shape[0], length = u.shape[1], channels = InFeatures, modes = StateDim / 2;
@@ -228,6 +231,8 @@ public sealed class S4DSequenceMixer : SequenceMixer
         Tensor? h = state?.X.to_type(cplx).reshape(batch, channels * modes);
 
         var outputs = new List<Tensor>();
+        Tensor? final = null;                                                   // per sequence: the state at its last valid step
+        var lastStep = lengths is null ? null : (lengths - 1).view(batch, 1);
         for (long start = 0; start < length; start += StreamChunkLength)
         {
             long size = Math.Min(StreamChunkLength, length - start);
@@ -236,7 +241,15 @@ public sealed class S4DSequenceMixer : SequenceMixer
             var states = LinearScan.Scan(a, b, h).Output.view(batch, size, channels, modes);
             outputs.Add((states * c).sum(-1).real);                                 // [B, Lc, H]
             h = states.select(1, size - 1).reshape(batch, channels * modes);
+            if (lastStep is not null)
+            {
+                var inChunk = (lastStep >= start).logical_and(lastStep < start + size);                 // [B, 1]
+                var index = (lastStep - start).clamp(0, size - 1).view(batch, 1, 1, 1).expand(batch, 1, channels, modes);
+                var picked = states.gather(1, index).reshape(batch, channels * modes);
+                final = final is null ? where(inChunk, picked, zeros_like(picked)) : where(inChunk, picked, final);
+            }
         }
+        if (final is not null) h = final;
         var y = (outputs.Count == 1 ? outputs[0] : cat(outputs, 1)).to_type(u.dtype);
         var next = h!.reshape(batch, channels, modes).clone();
         var output = Finish(u, y);

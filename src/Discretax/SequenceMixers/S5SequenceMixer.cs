@@ -208,7 +208,7 @@ public sealed class S5SequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
@@ -220,7 +220,7 @@ public sealed class S5SequenceMixer : SequenceMixer
         if (ConjSym) y = y * 2.0;
         y = y + u * D.to(dtype);
         if (!returnState) return (y.to(x.dtype), null);
-        return (y.to(x.dtype), new S5State(last, x.dtype));
+        return (y.to(x.dtype), new S5State(lengths is null ? last : SequenceLengths.AtLast(states, lengths), x.dtype));
     }
 
     /// <inheritdoc />

@@ -7,8 +7,8 @@ namespace Discretax.Streaming;
 /// <summary>
 /// Base of every module that maps a sequence to a sequence (mixers, blocks, models), and the library's one
 /// streaming template (docs/architecture.md, "Streaming"): a subclass implements
-/// <see cref="Run(Tensor, StreamingState?, bool)"/> once; <see cref="forward(Tensor)"/> is <c>Run(x, null, false)</c>
-/// and <see cref="Stream"/> is <c>Run(x, state, true)</c>. The base validates the input (batch-first
+/// <see cref="Run(Tensor, StreamingState?, bool, Tensor?)"/> once; <see cref="forward(Tensor)"/> is <c>Run(x, null, false)</c>
+/// and <see cref="Stream(Tensor, StreamingState?)"/> is <c>Run(x, state, true)</c>. The base validates the input (batch-first
 /// <c>[B, L, H]</c> or unbatched <c>[L, H]</c>), applies the dtype rule (the input is cast to the module's compute
 /// dtype, the output back to the input's dtype), checks a given state (batch size, device, dtype, then the module's
 /// own <see cref="CheckState"/>) before any computation, and runs everything inside a dispose scope, moving only
@@ -32,17 +32,31 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     /// <summary>Maps <c>[B, L, H]</c> (or unbatched <c>[L, H]</c>) to the output sequence.</summary>
     /// <param name="x">Input sequence, <c>[B, L, H]</c> or <c>[L, H]</c>, any real floating dtype (cast to the
     /// module's compute dtype; the output has <paramref name="x"/>'s dtype).</param>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <summary>
+    /// Maps a right-padded batch to the output sequence: sequence b is <c>x[b, :lengths[b]]</c>. The outputs at
+    /// <c>t &lt; lengths[b]</c> are those of sequence b run alone; the outputs at padded steps are zero; nothing a
+    /// padded step holds changes a valid output (docs/variable-length.md).
+    /// </summary>
+    /// <param name="x">Input <c>[B, L, H]</c> or <c>[L, H]</c>.</param>
+    /// <param name="lengths">The sequences' lengths, integer <c>[B]</c> (<c>[1]</c> for unbatched input) on
+    /// <paramref name="x"/>'s device, <c>1 &lt;= lengths[b] &lt;= L</c>; null for a batch without padding.</param>
+    public Tensor forward(Tensor x, Tensor? lengths)
     {
         using var scope = NewDisposeScope();
         var (batched, unbatched, input) = Prepare(x);
-        var (y, state) = Run(input, null, false);
+        var (masked, valid, mask) = ApplyLengths(input, lengths);
+        var (y, state) = Run(masked, null, false, valid);
         state?.Dispose();
-        return Finish(y, x, batched, unbatched).MoveToOuterDisposeScope();
+        return Finish(MaskOutput(y, mask), x, batched, unbatched).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />
-    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null)
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state = null) => Stream(x, state, null);
+
+    /// <inheritdoc />
+    public (Tensor Output, StreamingState State) Stream(Tensor x, StreamingState? state, Tensor? lengths)
     {
         using var scope = NewDisposeScope();
         var (batched, unbatched, input) = Prepare(x);
@@ -51,12 +65,13 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
             state.CheckCompatible(input.shape[0], input.device, input.dtype, nameof(state));
             CheckState(state);
         }
-        var (y, next) = Run(input, state, true);
+        var (masked, valid, mask) = ApplyLengths(input, lengths);
+        var (y, next) = Run(masked, state, true, valid);
         if (next is null)
             throw new InvalidOperationException($"{GetType().Name}.Run returned no state although returnState was true.");
         if (ReferenceEquals(next, state))
             throw new InvalidOperationException($"{GetType().Name}.Run returned its input state; it must return a new one.");
-        var output = Finish(y, x, batched, unbatched).MoveToOuterDisposeScope();
+        var output = Finish(MaskOutput(y, mask), x, batched, unbatched).MoveToOuterDisposeScope();
         next.MoveToOuterDisposeScope();
         return (output, next);
     }
@@ -66,11 +81,17 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     /// Continues from <paramref name="state"/> (null: a new sequence) and, when <paramref name="returnState"/>,
     /// returns the state after the last step (a new state; <paramref name="state"/> stays unchanged). Without
     /// <paramref name="returnState"/> it returns null and builds no state.
+    /// <para>With <paramref name="lengths"/>, the batch is right-padded: the base has already zeroed the padded input
+    /// steps and zeroes the padded outputs afterwards, so a causal module's valid outputs are already right; the module
+    /// must return, for each sequence, the state after its last valid step, and keep padded steps out of any
+    /// statistic over time (batch norm in training).</para>
     /// </summary>
     /// <param name="x">Input <c>[B, L, H]</c> (or the module's own layout, see <see cref="PrepareInput"/>).</param>
     /// <param name="state">The state after the previous piece (already checked by <see cref="CheckState"/>), or null.</param>
     /// <param name="returnState">Whether to build and return the final state.</param>
-    protected abstract (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState);
+    /// <param name="lengths">The valid lengths <c>[B]</c> (int64, on x's device, at least one sequence shorter than
+    /// L), or null when every sequence fills the piece.</param>
+    protected abstract (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths);
 
     /// <summary>
     /// Throws an <see cref="ArgumentException"/> whose <c>ParamName</c> is <c>"state"</c> unless
@@ -79,21 +100,23 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     /// and dtype are already checked. Called before any computation; a block or model checks its children's states
     /// through their modules.
     /// </summary>
-    /// <param name="state">The state given to <see cref="Stream"/>.</param>
+    /// <param name="state">The state given to <see cref="Stream(Tensor, StreamingState?)"/>.</param>
     protected internal abstract void CheckState(StreamingState state);
 
     /// <summary>
     /// Runs <paramref name="child"/> as <see cref="Run"/> would run it: its <c>forward</c> when no state goes in or
-    /// out, else its <see cref="Stream"/> (disposing the state when it is not wanted). For blocks and models.
+    /// out, else its <see cref="Stream(Tensor, StreamingState?)"/> (disposing the state when it is not wanted). For blocks and models.
     /// </summary>
     /// <param name="child">The inner sequence module.</param>
     /// <param name="x">Its input.</param>
     /// <param name="state">Its state, or null.</param>
     /// <param name="returnState">Whether its final state is wanted.</param>
-    protected static (Tensor Output, StreamingState? State) RunChild(SequenceModule child, Tensor x, StreamingState? state, bool returnState)
+    /// <param name="lengths">The valid lengths, or null.</param>
+    protected static (Tensor Output, StreamingState? State) RunChild(SequenceModule child, Tensor x, StreamingState? state, bool returnState,
+        Tensor? lengths = null)
     {
-        if (state is null && !returnState) return (child.forward(x), null);
-        var (y, next) = child.Stream(x, state);
+        if (state is null && !returnState) return (child.forward(x, lengths), null);
+        var (y, next) = child.Stream(x, state, lengths);
         if (returnState) return (y, next);
         next.Dispose();
         return (y, null);
@@ -114,6 +137,33 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     /// input's for a module without floating parameters.</summary>
     /// <param name="inputDType">The input's dtype.</param>
     protected virtual ScalarType ComputeDType(ScalarType inputDType) => Precision.ComputeDType(this, inputDType);
+
+    /// <summary>The dimension of the batched input that is time (1 for <c>[B, L, H]</c>; a channels-first module: 2).</summary>
+    protected virtual int TimeDim => 1;
+
+    /// <summary>The valid steps of <paramref name="x"/> (time in <see cref="TimeDim"/>) as a mask that broadcasts over it.</summary>
+    /// <param name="x">The batched input.</param>
+    /// <param name="lengths">Validated lengths <c>[B]</c>.</param>
+    protected Tensor StepMask(Tensor x, Tensor lengths)
+    {
+        var mask = SequenceLengths.Mask(lengths, x.shape[TimeDim]);                 // [B, L]
+        var shape = Enumerable.Repeat(1L, (int)x.dim()).ToArray();
+        shape[0] = x.shape[0];
+        shape[TimeDim] = x.shape[TimeDim];
+        return mask.view(shape);
+    }
+
+    private (Tensor Input, Tensor? Lengths, Tensor? Mask) ApplyLengths(Tensor input, Tensor? lengths)
+    {
+        if (lengths is null) return (input, null, null);
+        var valid = SequenceLengths.Validate(lengths, input.shape[0], input.shape[TimeDim], input.device, nameof(lengths));
+        if (SequenceLengths.AreFull(valid, input.shape[TimeDim])) return (input, null, null);
+        var mask = StepMask(input, valid);
+        return (where(mask, input, zeros(1, dtype: input.dtype, device: input.device)), valid, mask);
+    }
+
+    private static Tensor MaskOutput(Tensor y, Tensor? mask) =>
+        mask is null ? y : where(mask, y, zeros(1, dtype: y.dtype, device: y.device));
 
     private (Tensor Batched, bool Unbatched, Tensor Input) Prepare(Tensor x)
     {

@@ -32,10 +32,10 @@ internal sealed class TransposingAdapter : SequenceModule
         RegisterComponents();
     }
 
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
-        if (state is null && !returnState) return (inner.forward(x.transpose(1, 2)).transpose(1, 2), null);
-        var (y, next) = inner.Stream(x.transpose(1, 2), ((BlockState?)state)?.Mixer);
+        if (state is null && !returnState) return (inner.forward(x.transpose(1, 2), lengths).transpose(1, 2), null);
+        var (y, next) = inner.Stream(x.transpose(1, 2), ((BlockState?)state)?.Mixer, lengths);
         return (y.transpose(1, 2), new BlockState(next));
     }
 

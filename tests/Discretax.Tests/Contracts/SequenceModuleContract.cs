@@ -420,4 +420,138 @@ public abstract class SequenceModuleContract
         // Convolutions dispatch to convolution_overrideable for backends other than CPU/CUDA/MKLDNN (meta included).
         return e.Message.Contains("convolution_overrideable not implemented") ? "aten::convolution (convolution_overrideable)" : null;
     }
+
+    // ----- Right-padded batches with lengths (docs/variable-length.md) -----
+
+    private static readonly long[] Lengths = { 11, 4, 1 };
+
+    /// <summary>A batch of 3 sequences of lengths 11, 4, 1 padded to 11, with garbage (large values, NaN, inf) in the padding.</summary>
+    private Tensor PaddedBatch(Generator g, out Tensor lengths)
+    {
+        var x = Input(g, 3, 11, Features);
+        for (int b = 0; b < 3; b++)
+        {
+            long pad = 11 - Lengths[b];
+            if (pad == 0) continue;
+            var tail = x[b].narrow(0, Lengths[b], pad);
+            tail.copy_(TestUtil.Randn(g, tail.shape) * 1e6);
+            tail[0, 0] = double.NaN;
+            tail[pad - 1, Features - 1] = double.PositiveInfinity;
+        }
+        lengths = tensor(Lengths, dtype: ScalarType.Int64);
+        return x;
+    }
+
+    /// <summary>Valid outputs equal each sequence run alone (float64, 1e-9); padded outputs are exactly zero.</summary>
+    [Fact]
+    public void APaddedBatchGivesEachSequenceItsOwnOutputsAndZerosElsewhere()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        m.eval();
+        var x = PaddedBatch(new Generator(31), out var lengths);
+        var y = m.forward(x, lengths);
+        y.shape.Should().Equal(3, 11, OutFeatures);
+        for (int b = 0; b < 3; b++)
+        {
+            var alone = m.forward(x[b].narrow(0, 0, Lengths[b]));
+            TestUtil.MaxAbsDiff(y[b].narrow(0, 0, Lengths[b]), alone).Should().BeLessThanOrEqualTo(Tolerance, $"sequence {b} (length {Lengths[b]})");
+            if (Lengths[b] < 11)
+                y[b].narrow(0, Lengths[b], 11 - Lengths[b]).abs().max().item<double>().Should().Be(0, "padded outputs are zero");
+        }
+        var (ys, _) = m.Stream(x, null, lengths);
+        TestUtil.MaxAbsDiff(ys, y).Should().BeLessThanOrEqualTo(Tolerance, "Stream with lengths gives the forward's outputs");
+    }
+
+    /// <summary>
+    /// The state Stream returns for a padded batch is, per sequence, the one after its last valid step: continuing it
+    /// with a second piece gives sequence b's outputs of its valid first part and the second piece run alone (1e-9).
+    /// </summary>
+    [Fact]
+    public void TheStateOfAPaddedPieceContinuesEachSequenceAfterItsLastValidStep()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        m.eval();
+        var g = new Generator(32);
+        var x1 = PaddedBatch(g, out var lengths);
+        var x2 = Input(g, 3, 5, Features);
+        var (_, state) = m.Stream(x1, null, lengths);
+        var (y2, _) = m.Stream(x2, state);
+        for (int b = 0; b < 3; b++)
+        {
+            var whole = cat(new[] { x1[b].narrow(0, 0, Lengths[b]), x2[b] }, 0);
+            var alone = m.forward(whole).narrow(0, Lengths[b], 5);
+            TestUtil.MaxAbsDiff(y2[b], alone).Should().BeLessThanOrEqualTo(Tolerance, $"sequence {b} continued from its state");
+        }
+    }
+
+    /// <summary>
+    /// In training too, nothing in the padding reaches a valid output or a running statistic: two different fillings
+    /// of the padding give identical valid outputs and buffers (dropout off, batch norm in training mode).
+    /// </summary>
+    [Fact]
+    public void PaddingChangesNothingInTraining()
+    {
+        using var scope = NewDisposeScope();
+        var a = Create();
+        var b = Create();
+        b.load_state_dict(a.state_dict());
+        foreach (var m in new[] { a, b })
+        {
+            m.train();
+            foreach (var (_, child) in m.named_modules())
+                if (child is Discretax.Layers.FastDropout) child.eval();
+        }
+        var xa = PaddedBatch(new Generator(33), out var lengths);
+        var xb = xa.clone();
+        xb[1].narrow(0, 4, 7).copy_(TestUtil.Randn(new Generator(34), new long[] { 7, Features }));
+        xb[2].narrow(0, 1, 10).fill_(-3.0);
+        var ya = a.forward(xa, lengths);
+        var yb = b.forward(xb, lengths);
+        TestUtil.Values(ya).Should().Equal(TestUtil.Values(yb), "valid outputs must not depend on the padding (and padded outputs are zero)");
+        var buffersA = a.named_buffers().ToList();
+        var buffersB = b.named_buffers().ToDictionary(kv => kv.name, kv => kv.buffer);
+        foreach (var (name, buffer) in buffersA)
+            TestUtil.Values(buffer).Should().Equal(TestUtil.Values(buffersB[name]), $"buffer '{name}' must not count padded steps");
+    }
+
+    [Fact]
+    public void BadLengthsThrowArgumentExceptionNamingLengths()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        m.eval();
+        var x = Input(new Generator(35), 2, 6, Features);
+        var bad = new (Tensor Lengths, string Why)[]
+        {
+            (tensor(new long[] { 6, 3, 2 }), "another batch size"),
+            (tensor(new long[] { 6 }), "another batch size"),
+            (tensor(new[] { 6.0, 3.0 }), "a floating dtype"),
+            (tensor(new long[] { 6, 0 }), "a length below 1"),
+            (tensor(new long[] { 7, 3 }), "a length above L"),
+            (tensor(new long[,] { { 6, 3 } }), "rank 2"),
+            (tensor(new long[] { 6, 3 }, device: torch.device("meta")), "another device"),
+        };
+        foreach (var (lengths, why) in bad)
+        {
+            var act = () => m.forward(x, lengths);
+            act.Should().Throw<ArgumentException>(why).Which.ParamName.Should().Be("lengths", why);
+            var stream = () => m.Stream(x, null, lengths);
+            stream.Should().Throw<ArgumentException>(why).Which.ParamName.Should().Be("lengths", why);
+        }
+    }
+
+    [Fact]
+    public void AnUnbatchedSequenceTakesOneLength()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        m.eval();
+        var x = Input(new Generator(36), 7, Features);
+        var y = m.forward(x, tensor(new long[] { 4 }));
+        y.shape.Should().Equal(7, OutFeatures);
+        TestUtil.MaxAbsDiff(y.narrow(0, 0, 4), m.forward(x.narrow(0, 0, 4))).Should().BeLessThanOrEqualTo(Tolerance);
+        y.narrow(0, 4, 3).abs().max().item<double>().Should().Be(0);
+    }
 }

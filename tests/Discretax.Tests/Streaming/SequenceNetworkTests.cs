@@ -82,8 +82,34 @@ public class SequenceNetworkTests
                 TestUtil.MaxAbsDiff(y, full).Should().BeLessThan(1e-12);
             }
         }
-        state!.Children[1].Should().BeOfType<PoolingState>().Which.Steps.Should().Be(9);
+        TestUtil.Values(state!.Children[1].Should().BeOfType<PoolingState>().Which.Count).Should().Equal(9, 9);
         state.Dispose();
+    }
+
+    /// <summary>
+    /// Lengths thread from the encoder through the model to a pooling head: each sequence of a padded batch gets the
+    /// prediction of that sequence alone (float64, 1e-12), and streaming padded pieces continues each sequence.
+    /// </summary>
+    [Fact]
+    public void LengthsThreadThroughTheWholeNetwork()
+    {
+        using var scope = NewDisposeScope();
+        var net = new SequenceNetwork(
+            ("encoder", new LinearEncoder(3, 8)),
+            ("model", new DeltaNet(8, numBlocks: 2, numHeads: 2, chunkSize: 3)),
+            ("head", new ClassificationHead(8, 4)));
+        net.to(ScalarType.Float64);
+        net.eval();
+        var x = TestUtil.Randn(new Generator(6), new long[] { 3, 8, 3 });
+        var lengths = tensor(new long[] { 8, 5, 2 });
+        var y = net.forward(x, lengths);
+        for (int b = 0; b < 3; b++)
+            TestUtil.MaxAbsDiff(y[b], net.forward(x[b].narrow(0, 0, lengths[b].item<long>()))).Should().BeLessThan(1e-12);
+        var (_, state) = net.Stream(x, null, lengths);
+        var more = TestUtil.Randn(new Generator(7), new long[] { 3, 2, 3 });
+        var (y2, _) = net.Stream(more, state);
+        var whole1 = cat(new[] { x[1].narrow(0, 0, 5), more[1] }, 0);
+        TestUtil.MaxAbsDiff(y2[1], net.forward(whole1)).Should().BeLessThan(1e-12);
     }
 
     [Fact]
