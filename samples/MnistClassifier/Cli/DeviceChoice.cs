@@ -27,9 +27,9 @@ public static class DeviceChoice
             case "cpu":
                 return (torch.CPU, "cpu");
             case "auto":
-                return cudaAvailable ? (torch.CUDA, "cuda (auto: CUDA available)") : (torch.CPU, "cpu (auto: CUDA not available)");
+                return cudaAvailable ? (new torch.Device(DeviceType.CUDA), "cuda (auto: CUDA available)") : (torch.CPU, "cpu (auto: CUDA not available)");
             case "cuda":
-                if (cudaAvailable) return (torch.CUDA, "cuda");
+                if (cudaAvailable) return (new torch.Device(DeviceType.CUDA), "cuda");
                 throw new OptionException(option, $"{option} cuda: CUDA is not available here (no NVIDIA GPU, or this build uses the CPU "
                     + "backend: build with -p:TorchBackend=cuda); use --device auto or --device cpu");
             default:
