@@ -78,6 +78,7 @@ public static class CommandLineApp
             Description = "The sequence model: " + string.Join("; ", ModelCatalog.All.Select(e => $"{e.Name} ({e.Description})")),
             DefaultValueFactory = _ => ModelCatalog.DefaultName,
         };
+        model.HelpName = "name";
         model.OneOf(ModelCatalog.Names.ToArray());
         var layout = new Option<string>("--layout")
         {
