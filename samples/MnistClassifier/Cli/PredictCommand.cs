@@ -22,7 +22,7 @@ public static class PredictCommand
         var source = DataSource.Resolve(dataDirectory);
         var data = MnistData.Load(source);
         if (imageIndex < 0 || imageIndex >= data.Test.Count)
-            throw new ArgumentException($"--image must be in [0, {data.Test.Count}) for {source.Description}; got {imageIndex}.");
+            throw new OptionException("--image", $"--image {imageIndex} must be in [0, {data.Test.Count}) for {source.Description}");
         var (network, spec) = Checkpoint.Load(checkpointPath);
         using var net = network;
         var one = data.Test.Select(new[] { imageIndex });

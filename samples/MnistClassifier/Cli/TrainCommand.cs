@@ -20,12 +20,26 @@ public static class TrainCommand
     {
         ArgumentNullException.ThrowIfNull(s);
         ArgumentNullException.ThrowIfNull(console);
-        if (s.EvalOnly && s.LoadPath is null) throw new ArgumentException("--eval-only needs --load PATH (a checkpoint saved with --save).");
-        if (s.MetricsPath is not null) MetricsWriter.CheckPath(s.MetricsPath);
-        if (s.PlotPath is not null && !s.PlotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"--plot expects a .png file; got '{s.PlotPath}'.");
+        if (s.EvalOnly && s.LoadPath is null) throw new OptionException("--eval-only", "--eval-only needs --load PATH (a checkpoint saved with --save)");
+        // Everything the user can get wrong is checked here, before the data is read and before any training.
+        if (s.MetricsPath is not null)
+        {
+            var ext = Path.GetExtension(s.MetricsPath).ToLowerInvariant();
+            if (ext is not ".csv" and not ".json") throw new OptionException("--metrics", $"--metrics {s.MetricsPath} must end in .csv or .json");
+            OutputPath.CheckWritable("--metrics", s.MetricsPath);
+        }
+        if (s.PlotPath is not null)
+        {
+            if (!s.PlotPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new OptionException("--plot", $"--plot {s.PlotPath} must end in .png");
+            OutputPath.CheckWritable("--plot", s.PlotPath);
+        }
+        if (s.SavePath is not null && !s.EvalOnly)
+        {
+            OutputPath.CheckWritable("--save", s.SavePath);
+            OutputPath.CheckWritable("--save", Checkpoint.SpecPath(s.SavePath), s.SavePath);
+        }
+        var (device, deviceDescription) = DeviceChoice.Resolve(s.Device, torch.cuda.is_available());
         if (s.Threads is int threads) torch.set_num_threads(threads);
-        var device = DeviceChoice.Resolve(s.Device, torch.cuda.is_available(), m => console.MarkupLineInterpolated($"[yellow]warning:[/] {m}"));
         torch.manual_seed(s.Training.Seed);
 
         var source = DataSource.Resolve(s.DataDirectory);
@@ -46,7 +60,14 @@ public static class TrainCommand
             var images = train.Images;
             spec = new NetworkSpec(ModelCatalog.Get(s.Model).Name, s.Layout, s.Hidden, s.Blocks, s.DropRate,
                 SequenceEncoding.Features(s.Layout, images.Columns), SequenceEncoding.SequenceLength(s.Layout, images.Rows, images.Columns));
-            network = ModelCatalog.Build(spec);
+            try
+            {
+                network = ModelCatalog.Build(spec);
+            }
+            catch (ArgumentException e) when (e is not OptionException)
+            {
+                throw LibraryErrors.Translate(e, spec);
+            }
         }
         using var net = network;
         int length = SequenceEncoding.SequenceLength(spec.Layout, data.Test.Images.Rows, data.Test.Images.Columns);
@@ -61,29 +82,39 @@ public static class TrainCommand
         using var testY = SequenceEncoding.LabelsToTensor(data.Test.Labels).to(device);
 
         var o = s.Training;
-        var header = new Grid().AddColumn().AddColumn();
-        header.AddRow("[bold]data[/]", Markup.Escape($"{source.Description}: {train.Count:N0} training, {data.Test.Count:N0} test images"));
-        header.AddRow("[bold]model[/]", Markup.Escape($"{spec.Describe()}, {ParameterSummary.Count(net):N0} parameters"
-            + (s.LoadPath is null ? "" : $", loaded from {s.LoadPath}")));
-        header.AddRow("[bold]device[/]", Markup.Escape($"{device.type.ToString().ToLowerInvariant()}, {torch.get_num_threads()} threads"));
+        var rows = new List<(string Key, string Value)>
+        {
+            ("data", $"{source.Description}: {train.Count:N0} training, {Words.Count(data.Test.Count, "test image")}"),
+            ("model", $"{spec.Describe()}, {Words.Count(ParameterSummary.Count(net), "parameter")}" + (s.LoadPath is null ? "" : $", loaded from {s.LoadPath}")),
+            ("device", $"{deviceDescription}, {Words.Count(torch.get_num_threads(), "thread")}"),
+        };
         if (!s.EvalOnly)
-            header.AddRow("[bold]training[/]", Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"{o.Epochs} epochs{(s.AutoEpochs ? " (default for this data: about 120,000 images in all)" : "")}, batch {o.BatchSize}, AdamW lr {o.LearningRate} (warm-up {o.WarmupFraction:P0} then cosine), weight decay {o.WeightDecay}, clip {o.ClipNorm}, seed {o.Seed}")));
-        console.Write(new Panel(header).Header("[bold]Discretax MNIST-style sequence classifier[/]").Border(BoxBorder.Rounded));
+            rows.Add(("training", string.Create(CultureInfo.InvariantCulture,
+                $"{Words.Count(o.Epochs, "epoch")}{(s.AutoEpochs ? " (default for this data: about 120,000 images in all)" : "")}, batch {o.BatchSize}, AdamW lr {o.LearningRate} (warm-up {o.WarmupFraction:P0} then cosine), weight decay {o.WeightDecay}, clip {o.ClipNorm}, seed {o.Seed}")));
+        if (Terminal.IsPlain(console))
+        {
+            foreach (var (key, value) in rows) Terminal.Line(console, Markup.Escape($"{key}: {value}"));
+        }
+        else
+        {
+            var header = new Grid().AddColumn().AddColumn();
+            foreach (var (key, value) in rows) header.AddRow($"[bold]{key}[/]", Markup.Escape(value));
+            console.Write(new Panel(header).Header("[bold]Discretax MNIST-style sequence classifier[/]").Border(BoxBorder.Rounded));
+        }
 
         EvaluationResult final;
         if (s.EvalOnly)
         {
             final = Trainer.Evaluate(net, testX, testY, spec.Classes, o.BatchSize);
-            console.MarkupLineInterpolated($"test loss {final.Loss:F4}, test accuracy [bold]{final.Accuracy:P2}[/]");
+            Terminal.Line(console, string.Create(CultureInfo.InvariantCulture, $"test loss {final.Loss:F4}, test accuracy [bold]{final.Accuracy * 100:F2}%[/]"));
         }
         else
         {
-            final = TrainLoop(s, spec, net, trainX, trainY, testX, testY, console);
+            final = TrainLoop(s, spec, source.Description, net, trainX, trainY, testX, testY, console);
             if (s.SavePath is not null)
             {
                 Checkpoint.Save(s.SavePath, net, spec);
-                console.MarkupLineInterpolated($"saved the checkpoint to [bold]{s.SavePath}[/] (+ {Path.GetFileName(Checkpoint.SpecPath(s.SavePath))})");
+                Terminal.Line(console, $"saved the checkpoint to [bold]{Markup.Escape(s.SavePath)}[/] (+ {Markup.Escape(Path.GetFileName(Checkpoint.SpecPath(s.SavePath)))})");
             }
         }
         console.Write(ConsoleReport.PerClassTable(final, source.ClassNames));
@@ -91,7 +122,7 @@ public static class TrainCommand
         return 0;
     }
 
-    private static EvaluationResult TrainLoop(RunSettings s, NetworkSpec spec, nn.Module<Tensor, Tensor> net,
+    private static EvaluationResult TrainLoop(RunSettings s, NetworkSpec spec, string dataset, nn.Module<Tensor, Tensor> net,
         Tensor trainX, Tensor trainY, Tensor testX, Tensor testY, IAnsiConsole console)
     {
         var o = s.Training;
@@ -103,10 +134,10 @@ public static class TrainCommand
             history.Add(m);
             last = test;
             if (s.MetricsPath is not null) MetricsWriter.Write(s.MetricsPath, history);
-            if (s.PlotPath is not null) CurvePlot.Save(s.PlotPath, history, $"{spec.Describe()}");
+            if (s.PlotPath is not null) CurvePlot.Save(s.PlotPath, history, CurvePlot.Title(spec.Model, dataset, m, o.Epochs));
         }
 
-        if (console.Profile.Capabilities.Interactive)
+        if (!Terminal.IsPlain(console))
         {
             console.Progress()
                 .AutoClear(false)
@@ -134,26 +165,28 @@ public static class TrainCommand
             for (int epoch = 1; epoch <= o.Epochs; epoch++)
             {
                 var (m, test) = trainer.RunEpoch(trainX, trainY, testX, testY, epoch);
-                console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"epoch {epoch}/{o.Epochs}  train loss {m.TrainLoss:F4} acc {m.TrainAccuracy:P2}  test loss {m.TestLoss:F4} acc {m.TestAccuracy:P2}  {m.TrainSeconds:F1} s, {m.ImagesPerSecond:F0} img/s, {m.TokensPerSecond:F0} tok/s"));
+                // One unwrapped line per epoch, whatever the console's width: a log file or CI gets one line to grep.
+                console.Profile.Out.Writer.WriteLine(EpochLine(m, o.Epochs));
                 AfterEpoch(m, test);
             }
         }
 
-        var table = new Table().Border(TableBorder.Rounded).Title("[bold]Epochs[/]");
-        foreach (var c in new[] { "epoch", "train loss", "train acc", "test loss", "test acc", "lr (end)", "train s", "img/s", "tok/s" })
-            table.AddColumn(new TableColumn(c).RightAligned());
-        foreach (var m in history)
-            table.AddRow(m.Epoch.ToString(CultureInfo.InvariantCulture), F(m.TrainLoss, "F4"), F(m.TrainAccuracy, "P2"), F(m.TestLoss, "F4"),
-                $"[bold]{F(m.TestAccuracy, "P2")}[/]", F(m.LearningRate, "0.0e0"), F(m.TrainSeconds, "F1"), F(m.ImagesPerSecond, "F0"), F(m.TokensPerSecond, "F0"));
-        console.Write(table);
-        if (s.MetricsPath is not null) console.MarkupLineInterpolated($"metrics written to [bold]{s.MetricsPath}[/]");
-        if (s.PlotPath is not null) console.MarkupLineInterpolated($"curves drawn to [bold]{s.PlotPath}[/]");
+        console.Write(ConsoleReport.EpochTable(history));
+        if (s.MetricsPath is not null) Terminal.Line(console, $"metrics written to [bold]{Markup.Escape(s.MetricsPath)}[/]");
+        if (s.PlotPath is not null) Terminal.Line(console, $"curves drawn to [bold]{Markup.Escape(s.PlotPath)}[/]");
         return last!;
     }
 
     private static string Describe(BatchProgress p, int epochs) => Markup.Escape(string.Create(CultureInfo.InvariantCulture,
         $"epoch {p.Epoch}/{epochs} loss {p.Loss:F3} acc {p.Accuracy * 100:F1}% {p.ImagesPerSecond:F0} img/s {p.TokensPerSecond / 1000:F0}k tok/s"));
 
-    private static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
+    /// <summary>The line a plain console gets per epoch, e.g. <c>epoch 1/2  train loss 2.0512 acc 31.25%  test loss ...  12.3 s, 520 img/s, 14560 tok/s</c>.</summary>
+    /// <param name="m">The epoch.</param>
+    /// <param name="epochs">The epochs of the run.</param>
+    public static string EpochLine(EpochMetrics m, int epochs)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"epoch {m.Epoch}/{epochs}  train loss {m.TrainLoss:F4} acc {m.TrainAccuracy * 100:F2}%  test loss {m.TestLoss:F4} acc {m.TestAccuracy * 100:F2}%  {m.TrainSeconds:F1} s, {m.ImagesPerSecond:F0} img/s, {m.TokensPerSecond:F0} tok/s");
+    }
 }

@@ -39,6 +39,25 @@ public static class ConsoleReport
         return table;
     }
 
+    /// <summary>
+    /// All epochs: train and test loss and accuracy, the learning rate at the epoch's end, seconds and throughput.
+    /// The units are in the two-line headers and the cells are bare numbers, so the table is 80 columns wide at most
+    /// and stays on one line per epoch in an 80-column terminal.
+    /// </summary>
+    /// <param name="epochs">The epochs.</param>
+    public static Table EpochTable(IReadOnlyList<EpochMetrics> epochs)
+    {
+        ArgumentNullException.ThrowIfNull(epochs);
+        var table = new Table().Border(TableBorder.Rounded).Title("[bold]Epochs[/]");
+        foreach (var c in new[] { "epoch", "train\nloss", "train\nacc %", "test\nloss", "test\nacc %", "lr\n(end)", "train\ns", "img/s", "tok/s" })
+            table.AddColumn(new TableColumn(c).RightAligned());
+        foreach (var m in epochs)
+            table.AddRow(m.Epoch.ToString(CultureInfo.InvariantCulture), F(m.TrainLoss, "F4"), F(m.TrainAccuracy * 100, "F2"), F(m.TestLoss, "F4"),
+                $"[bold]{F(m.TestAccuracy * 100, "F2")}[/]", F(m.LearningRate, "0.0e0"), F(m.TrainSeconds, "F1"), F(m.ImagesPerSecond, "F0"),
+                F(m.TokensPerSecond, "F0"));
+        return table;
+    }
+
     /// <summary>The confusion matrix: rows the true class, columns the predicted one; the diagonal in green.</summary>
     /// <param name="result">The evaluation.</param>
     /// <param name="classNames">The class names, in label order.</param>
@@ -136,6 +155,8 @@ public static class ConsoleReport
         }
         return chart;
     }
+
+    private static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
 
     private static string Name(IReadOnlyList<string> names, int c) => Markup.Escape(c < names.Count ? names[c] : c.ToString(CultureInfo.InvariantCulture));
 }

@@ -31,5 +31,5 @@ public sealed record NetworkSpec(string Model, SequenceLayout Layout, int Hidden
 
     /// <summary>One line for the user, e.g. <c>conv-baseline, rows (28 x 28), hidden 64, 2 blocks, dropout 0.1</c>.</summary>
     public string Describe() =>
-        $"{Model}, {Layout.ToString().ToLowerInvariant()} ({SequenceLength} steps x {InputFeatures}), hidden {Hidden}, {Blocks} blocks, dropout {DropRate}";
+        $"{Model}, {Layout.ToString().ToLowerInvariant()} ({SequenceLength} steps x {InputFeatures}), hidden {Hidden}, {Display.Words.Count(Blocks, "block")}, dropout {DropRate.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
 }

@@ -70,4 +70,30 @@ public class ModelCatalogTests
         ((Action)(() => ModelCatalog.Build(ok with { Hidden = 0 }))).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("Hidden");
         ((Action)(() => ModelCatalog.Build(ok with { DropRate = 1 }))).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("DropRate");
     }
+
+    // The parameter counts docs/sample.md states for the defaults (hidden 64, 2 blocks), as the program prints them.
+    // pixels and permuted have 1,728 fewer: the encoder maps 1 feature instead of 28 to the hidden size.
+    [Theory]
+    [InlineData("lru", 52_362)]
+    [InlineData("deltanet", 53_258)]
+    [InlineData("s4d", 35_594)]
+    [InlineData("mlstm", 62_810)]
+    [InlineData("linoss", 52_362)]
+    [InlineData("s5", 35_786)]
+    [InlineData("conv-baseline", 19_594)]
+    public void Default_parameter_counts_are_the_documented_ones(string model, long rows)
+    {
+        using var rowsNet = ModelCatalog.Build(new NetworkSpec(model, SequenceLayout.Rows, 64, 2, 0.1, 28, 28));
+        Discretax.Utilities.ParameterSummary.Count(rowsNet).Should().Be(rows);
+        using var pixelsNet = ModelCatalog.Build(new NetworkSpec(model, SequenceLayout.Pixels, 64, 2, 0.1, 1, 784));
+        Discretax.Utilities.ParameterSummary.Count(pixelsNet).Should().Be(rows - 27 * 64);
+    }
+
+    [Fact]
+    public void Describe_uses_the_singular_for_one_block()
+    {
+        var spec = new NetworkSpec("lru", SequenceLayout.Rows, 8, 1, 0.1, 28, 28);
+        spec.Describe().Should().Be("lru, rows (28 steps x 28), hidden 8, 1 block, dropout 0.1");
+        (spec with { Blocks = 2 }).Describe().Should().Contain("hidden 8, 2 blocks,");
+    }
 }
