@@ -1,3 +1,6 @@
+using Discretax.Encoders;
+using Discretax.Heads;
+using Discretax.Models;
 using static TorchSharp.torch;
 
 namespace Discretax.Tests.Docs;
@@ -56,6 +59,25 @@ public class HowToTests
         r.StateDetached.Should().BeTrue();
         r.StateBatch.Should().Be(8);
         r.EveryParameterHasGrad.Should().BeTrue();
+    }
+
+    /// <summary>What the text says Detach prevents: without it, the second window's backward reaches the first's freed graph.</summary>
+    [Fact]
+    public void WithoutDetachTheSecondWindowsBackwardFails()
+    {
+        var g = new Generator(11);
+        using var net = new SequenceNetwork(
+            ("encoder", new LinearEncoder(1, 8)),
+            ("model", new LRU(8, numBlocks: 1, stateDim: 4)),
+            ("head", new RegressionHead(8, 1, reduce: false)));
+        using var series = randn(new long[] { 2, 41, 1 }, generator: g).cumsum(1);
+        net.train();
+        var (y1, s1) = net.Stream(series.narrow(1, 0, 20));
+        nn.functional.mse_loss(y1, series.narrow(1, 1, 20)).backward();
+        var (y2, s2) = net.Stream(series.narrow(1, 20, 20), s1);
+        var act = () => nn.functional.mse_loss(y2, series.narrow(1, 21, 20)).backward();
+        act.Should().Throw<System.Runtime.InteropServices.ExternalException>().WithMessage("*backward through the graph a second time*");
+        foreach (var d in new IDisposable[] { y1, s1, y2, s2 }) d.Dispose();
     }
 
     [Fact]
