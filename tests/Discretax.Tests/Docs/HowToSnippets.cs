@@ -32,7 +32,7 @@ public static class HowToSnippets
 
         // Later, or in another program: the same constructor arguments, then load.
         using var restored = new LRU(16, numBlocks: 2, stateDim: 16);
-        restored.load(path);                                 // strict: every name and shape must match
+        restored.load(path);                                 // strict: the same names as the saved model
         File.Delete(path);
 
         model.eval();                                        // the mode is not saved: set it on the loaded model
