@@ -205,7 +205,7 @@ public static class HowToSnippets
     }
 
     /// <summary>What the fine-tuning snippet computed.</summary>
-    public sealed record NewHeadResult(bool FrozenUnchanged, bool HeadChanged, long Trainable, long HeadParameters, long[] OutputShape);
+    public sealed record NewHeadResult(bool FrozenUnchanged, bool HeadGotGradients, long Trainable, long HeadParameters, long[] OutputShape);
 
     /// <summary>Train a new head on a frozen encoder and model.</summary>
     public static NewHeadResult NewHead()
@@ -239,8 +239,8 @@ public static class HowToSnippets
         using var check = NewDisposeScope();
         var after = classifier.state_dict();
         bool frozenUnchanged = frozenBefore.All(kv => (after[kv.Key] == kv.Value).all().item<bool>());
-        bool headChanged = newHead.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
-        var result = new NewHeadResult(frozenUnchanged, headChanged, ParameterSummary.Count(net, trainableOnly: true),
+        bool headGotGradients = newHead.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);
+        var result = new NewHeadResult(frozenUnchanged, headGotGradients, ParameterSummary.Count(net, trainableOnly: true),
             ParameterSummary.Count(newHead), net.forward(x).shape);
         foreach (var t in frozenBefore.Values) t.Dispose();
         return result;

@@ -95,7 +95,7 @@ public class HowToTests
     {
         var r = HowToSnippets.NewHead();
         r.FrozenUnchanged.Should().BeTrue("frozen parameters and the batch-norm statistics of the model in eval mode stay as they were");
-        r.HeadChanged.Should().BeTrue();
+        r.HeadGotGradients.Should().BeTrue();
         r.Trainable.Should().Be(r.HeadParameters).And.Be(32 * 3 + 3);
         r.OutputShape.Should().Equal(16, 3);
     }
