@@ -266,35 +266,30 @@ public static class HowToSnippets
     }
 
     /// <summary>What the variable-length snippet computed.</summary>
-    public sealed record VariableLengthResult(int Sequences, int Buckets, double MaxDiffToOneAtATime, long[] PredictionShape);
+    public sealed record VariableLengthResult(int Sequences, double MaxDiffToOneAtATime, long[] PredictionShape);
 
-    /// <summary>Predict for sequences of different lengths, one bucket of equal lengths per batch.</summary>
+    /// <summary>Predict for sequences of different lengths in one right-padded batch with their lengths.</summary>
     public static VariableLengthResult VariableLength()
     {
         // snippet: variable-length
-        var lengths = new[] { 12, 30, 12, 7, 30, 30 };
-        var sequences = lengths.Select(l => randn(l, 2)).ToList();           // [L_i, 2] each
+        var lengths = new long[] { 12, 30, 7, 30 };
+        var sequences = lengths.Select(l => randn(l, 2)).ToList();             // [L_i, 2] each
         using var net = new SequenceNetwork(
             ("encoder", new LinearEncoder(2, 16)),
             ("model", new LRU(16, numBlocks: 2, stateDim: 16)),
             ("head", new ClassificationHead(16, 3)));
         net.eval();
 
-        // One batch per length: no step of any batch is padding.
-        var predictions = new Tensor[sequences.Count];
-        var buckets = Enumerable.Range(0, sequences.Count).GroupBy(i => sequences[i].shape[0]).ToList();
-        foreach (var bucket in buckets)
-        {
-            using var batch = stack(bucket.Select(i => sequences[i]));      // [B, L, 2], one L
-            using var logProbs = net.forward(batch);                          // [B, 3]
-            int row = 0;
-            foreach (var i in bucket) predictions[i] = logProbs[row++].clone();
-        }
+        // Right-pad to the longest sequence; the padding's values do not matter.
+        long longest = lengths.Max();
+        using var batch = stack(sequences.Select(s => nn.functional.pad(s, new long[] { 0, 0, 0, longest - s.shape[0] })));
+        using var lengthTensor = tensor(lengths);                               // int64 [B]
+        using var logProbs = net.forward(batch, lengthTensor);                  // [B, 3]: each sequence's own prediction
         // end snippet
         using var scope = NewDisposeScope();
-        double diff = sequences.Select((s, i) => TestUtil.MaxAbsDiff(predictions[i], net.forward(s))).Max();
-        var result = new VariableLengthResult(sequences.Count, buckets.Count, diff, predictions[0].shape);
-        foreach (var t in predictions.Concat(sequences)) t.Dispose();
+        double diff = sequences.Select((s, i) => TestUtil.MaxAbsDiff(logProbs[i], net.forward(s))).Max();
+        var result = new VariableLengthResult(sequences.Count, diff, logProbs.shape);
+        foreach (var t in sequences) t.Dispose();
         return result;
     }
 
