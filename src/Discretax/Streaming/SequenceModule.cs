@@ -77,6 +77,80 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     }
 
     /// <summary>
+    /// Runs packed sequences (flash-linear-attention's <c>cu_seqlens</c>): N sequences concatenated along time in one
+    /// row, <c>x [1, T, H]</c> (or <c>[T, H]</c>), sequence n at steps <c>cuSeqlens[n] .. cuSeqlens[n + 1] - 1</c>;
+    /// each starts from a fresh state. Returns the outputs in the same packed layout, equal to each sequence run alone.
+    /// At module level the sequences run as one right-padded batch with their lengths (exact; the padding's compute
+    /// is spent); the kernels also take packed input directly.
+    /// </summary>
+    /// <param name="x">The packed input, <c>[1, T, H]</c> or <c>[T, H]</c>.</param>
+    /// <param name="cuSeqlens">The cumulative boundaries, int64 <c>[N + 1]</c>: 0, then strictly increasing, ending at T.</param>
+    public Tensor ForwardPacked(Tensor x, Tensor cuSeqlens)
+    {
+        using var scope = NewDisposeScope();
+        var (padded, lengths, unbatched) = Unpack(x, cuSeqlens);
+        var y = forward(padded, lengths);
+        return Repack(y, lengths, unbatched).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Streams packed sequences: as <see cref="ForwardPacked"/>, continuing sequence n from <paramref name="state"/>'s
+    /// n-th entry (a state of batch size N, e.g. returned by an earlier call), and returning the state after each
+    /// sequence's last step, batch size N.
+    /// </summary>
+    /// <param name="x">The packed input, <c>[1, T, H]</c> or <c>[T, H]</c>.</param>
+    /// <param name="cuSeqlens">The cumulative boundaries, int64 <c>[N + 1]</c>.</param>
+    /// <param name="state">A state of batch size N to continue the sequences from, or null for fresh states.</param>
+    public (Tensor Output, StreamingState State) StreamPacked(Tensor x, Tensor cuSeqlens, StreamingState? state = null)
+    {
+        using var scope = NewDisposeScope();
+        var (padded, lengths, unbatched) = Unpack(x, cuSeqlens);
+        var (y, next) = Stream(padded, state, lengths);
+        var output = Repack(y, lengths, unbatched).MoveToOuterDisposeScope();
+        next.MoveToOuterDisposeScope();
+        return (output, next);
+    }
+
+    // Packed [1, T, H] (time in TimeDim) -> padded [N, maxLen, H] (same layout) and lengths [N].
+    private (Tensor Padded, Tensor Lengths, bool Unbatched) Unpack(Tensor x, Tensor cuSeqlens)
+    {
+        var (batched, unbatched) = PrepareInput(x, nameof(x));
+        if (batched.shape[0] != 1)
+            throw new ArgumentException($"Expected packed sequences in one row (batch 1); got shape {Check.Shape(x)}.", nameof(x));
+        long total = batched.shape[TimeDim];
+        var lengths = PackedLengths(cuSeqlens, total, batched.device);
+        long n = lengths.shape[0], longest = lengths.max().item<long>();
+        var starts = cuSeqlens.narrow(0, 0, n).to_type(ScalarType.Int64);
+        var index = (starts.unsqueeze(1) + arange(longest, dtype: ScalarType.Int64, device: batched.device).unsqueeze(0)).clamp_max(total - 1); // [N, maxLen]
+        var timeFirst = TimeDim == 1 ? batched[0] : batched[0].transpose(0, 1);                    // [T, H]
+        var padded = timeFirst.index_select(0, index.reshape(-1)).view(n, longest, -1);             // [N, maxLen, H]
+        return (TimeDim == 1 ? padded : padded.transpose(1, 2), lengths, unbatched);
+    }
+
+    private Tensor Repack(Tensor y, Tensor lengths, bool unbatched)
+    {
+        var timeFirst = TimeDim == 1 ? y : y.transpose(1, 2);                                        // [N, maxLen, H']
+        var valid = SequenceLengths.Mask(lengths, timeFirst.shape[1]);
+        var packed = timeFirst[valid];                                                              // [T, H'], sequences in order
+        if (TimeDim != 1) packed = packed.transpose(0, 1);
+        return unbatched ? packed : packed.unsqueeze(0);
+    }
+
+    private static Tensor PackedLengths(Tensor cuSeqlens, long total, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(cuSeqlens);
+        if (cuSeqlens.dtype != ScalarType.Int64 || cuSeqlens.dim() != 1 || cuSeqlens.shape[0] < 2)
+            throw new ArgumentException($"Expected cuSeqlens as int64 [N + 1] with N >= 1; got {cuSeqlens.dtype} of shape {Check.Shape(cuSeqlens)}.", nameof(cuSeqlens));
+        if (!Check.SameDevice(cuSeqlens.device, device))
+            throw new ArgumentException($"Expected cuSeqlens on the input's device {device}; got {cuSeqlens.device}.", nameof(cuSeqlens));
+        long first = cuSeqlens[0].item<long>(), last = cuSeqlens[-1].item<long>();
+        var lengths = cuSeqlens.narrow(0, 1, cuSeqlens.shape[0] - 1) - cuSeqlens.narrow(0, 0, cuSeqlens.shape[0] - 1);
+        if (first != 0 || last != total || lengths.min().item<long>() < 1)
+            throw new ArgumentException($"Expected cuSeqlens to start at 0, increase strictly and end at T = {total}; got [{string.Join(", ", cuSeqlens.cpu().data<long>().ToArray())}].", nameof(cuSeqlens));
+        return lengths;
+    }
+
+    /// <summary>
     /// The computation on a validated batch <c>[B, L, H]</c> in the compute dtype; runs inside a dispose scope.
     /// Continues from <paramref name="state"/> (null: a new sequence) and, when <paramref name="returnState"/>,
     /// returns the state after the last step (a new state; <paramref name="state"/> stays unchanged). Without

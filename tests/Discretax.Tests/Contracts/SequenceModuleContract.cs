@@ -554,4 +554,52 @@ public abstract class SequenceModuleContract
         TestUtil.MaxAbsDiff(y.narrow(0, 0, 4), m.forward(x.narrow(0, 0, 4))).Should().BeLessThanOrEqualTo(Tolerance);
         y.narrow(0, 4, 3).abs().max().item<double>().Should().Be(0);
     }
+
+    // ----- Packed sequences (cu_seqlens) -----
+
+    /// <summary>
+    /// Packed sequences of lengths 5, 1, 8 in one row: each output segment equals that sequence run alone (float64),
+    /// and the returned state (batch 3) continues each sequence; a streamed second packed piece equals the
+    /// continuation of each sequence alone.
+    /// </summary>
+    [Fact]
+    public void PackedSequencesEqualEachSequenceAlone()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        m.eval();
+        var g = new Generator(41);
+        long[] lengths = { 5, 1, 8 };
+        var x = Input(g, 1, 14, Features);
+        var cu = tensor(new long[] { 0, 5, 6, 14 });
+        var y = m.ForwardPacked(x, cu);
+        y.shape.Should().Equal(1, 14, OutFeatures);
+        var (ys, state) = m.StreamPacked(x, cu);
+        TestUtil.MaxAbsDiff(ys, y).Should().BeLessThanOrEqualTo(Tolerance);
+        state.BatchSize.Should().Be(3);
+        var x2 = Input(g, 1, 6, Features);
+        var (y2, _) = m.StreamPacked(x2, tensor(new long[] { 0, 2, 5, 6 }), state);
+        long start = 0, start2 = 0;
+        long[] lengths2 = { 2, 3, 1 };
+        for (int n = 0; n < 3; n++)
+        {
+            var seq = x[0].narrow(0, start, lengths[n]);
+            TestUtil.MaxAbsDiff(y[0].narrow(0, start, lengths[n]), m.forward(seq)).Should().BeLessThanOrEqualTo(Tolerance, $"sequence {n}");
+            var whole = cat(new[] { seq, x2[0].narrow(0, start2, lengths2[n]) }, 0);
+            TestUtil.MaxAbsDiff(y2[0].narrow(0, start2, lengths2[n]), m.forward(whole).narrow(0, lengths[n], lengths2[n]))
+                .Should().BeLessThanOrEqualTo(Tolerance, $"sequence {n} continued");
+            start += lengths[n];
+            start2 += lengths2[n];
+        }
+        var bad = new (Tensor Cu, string Why)[]
+        {
+            (tensor(new long[] { 1, 5, 14 }), "not starting at 0"),
+            (tensor(new long[] { 0, 5, 13 }), "not ending at T"),
+            (tensor(new long[] { 0, 5, 5, 14 }), "an empty sequence"),
+            (tensor(new[] { 0.0, 14.0 }), "a floating dtype"),
+        };
+        foreach (var (c, why) in bad)
+            FluentActions.Invoking(() => m.ForwardPacked(x, c)).Should().Throw<ArgumentException>(why).Which.ParamName.Should().Be("cuSeqlens", why);
+        FluentActions.Invoking(() => m.ForwardPacked(Input(g, 2, 14, Features), cu)).Should().Throw<ArgumentException>().Which.ParamName.Should().Be("x");
+    }
 }
