@@ -242,6 +242,8 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     private (Tensor Batched, bool Unbatched, Tensor Input) Prepare(Tensor x)
     {
         var (batched, unbatched) = PrepareInput(x, nameof(x));
+        var parameter = Precision.FloatingParameter(this);
+        if (parameter is not null) Check.SameDevice(parameter, batched, "the module's parameters", nameof(x));
         return (batched, unbatched, Precision.As(batched, ComputeDType(batched.dtype)));
     }
 

@@ -225,6 +225,9 @@ public abstract class SequenceModuleContract
             var stream = () => m.Stream(bad);
             stream.Should().Throw<ArgumentException>().Which.ParamName.Should().Be("x");
         }
+        using var onMeta = randn(new long[] { 2, 4, Features }, dtype: ScalarType.Float64, device: torch.device("meta"));
+        FluentActions.Invoking(() => m.forward(onMeta)).Should().Throw<ArgumentException>("an input on another device than the parameters")
+            .Which.ParamName.Should().Be("x");
         using var x2 = Input(g, 2, 4, Features);
         using var x3 = Input(g, 3, 4, Features);
         var (y, state) = m.Stream(x2);
