@@ -7,8 +7,9 @@ namespace Discretax.Streaming;
 /// <summary>
 /// Base of every module that maps a sequence to a sequence (mixers, blocks, models), and the library's one
 /// streaming template (docs/architecture.md, "Streaming"): a subclass implements
-/// <see cref="Run(Tensor, StreamingState?, bool, Tensor?)"/> once; <see cref="forward(Tensor)"/> is <c>Run(x, null, false)</c>
-/// and <see cref="Stream(Tensor, StreamingState?)"/> is <c>Run(x, state, true)</c>. The base validates the input (batch-first
+/// <see cref="Run(Tensor, StreamingState?, bool, Tensor?)"/> once; <see cref="forward(Tensor)"/> is <c>Run(x, null, false, null)</c>
+/// and <see cref="Stream(Tensor, StreamingState?)"/> is <c>Run(x, state, true, null)</c> (with a right-padded batch, the
+/// lengths instead of the last null). The base validates the input (batch-first
 /// <c>[B, L, H]</c> or unbatched <c>[L, H]</c>), applies the dtype rule (the input is cast to the module's compute
 /// dtype, the output back to the input's dtype), checks a given state (batch size, device, dtype, then the module's
 /// own <see cref="CheckState"/>) before any computation, and runs everything inside a dispose scope, moving only
@@ -18,8 +19,8 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
 {
     /// <summary>Creates the module.</summary>
     /// <param name="name">The module's name.</param>
-    /// <param name="inFeatures">The feature size H of its input (at least 1; subclasses check it under their own
-    /// parameter name first, e.g. with <c>base(name, Check.Features(hiddenDim))</c>).</param>
+    /// <param name="inFeatures">The feature size H of its input (at least 1; a subclass validates it under its own
+    /// parameter name before calling this constructor, so the error names the argument its caller wrote).</param>
     protected SequenceModule(string name, long inFeatures) : base(name)
     {
         Check.AtLeast(inFeatures, 1);
