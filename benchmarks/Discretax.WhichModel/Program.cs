@@ -25,6 +25,7 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
 if (args.Length > 0 && args[0] == "point") return Child.Point(args[1], int.Parse(args[2]), int.Parse(args[3]), int.Parse(args[4]), double.Parse(args[5]));
 if (args.Length > 0 && args[0] == "stream") return Child.Stream(args[1], int.Parse(args[2]));
+if (args.Length > 0 && args[0] == "plot") return Parent.Replot(args[1]);
 return Parent.Run(args);
 
 /// <summary>Model construction shared by the modes.</summary>
@@ -222,6 +223,23 @@ internal static class Parent
         return 0;
     }
 
+    /// <summary>Redraws which-model.png in <paramref name="dir"/> from its which-model.csv (no measurement).</summary>
+    public static int Replot(string dir)
+    {
+        var points = new List<Point>();
+        foreach (var line in File.ReadLines(Path.Combine(dir, "which-model.csv")).Skip(1))
+        {
+            var f = line.Split(',');
+            points.Add(f[3] != "ok" ? new Point(f[0], int.Parse(f[1]), int.Parse(f[2]), f[3]) : new Point(f[0], int.Parse(f[1]), int.Parse(f[2]), "ok",
+                long.Parse(f[4]), int.Parse(f[5]), double.Parse(f[6]), double.Parse(f[7]), double.Parse(f[8]),
+                (long)(double.Parse(f[10]) * 1024), (long)(double.Parse(f[11]) * 1024), double.Parse(f[13])));
+        }
+        var models = points.Select(p => p.Model).Distinct().ToArray();
+        var lengths = points.Select(p => p.Length).Distinct().OrderBy(l => l).ToArray();
+        Plotting.Save(Path.Combine(dir, "which-model.png"), points, models, lengths, 2);
+        return 0;
+    }
+
     private static string Option(string[] args, string name, string fallback)
     {
         int i = Array.IndexOf(args, name);
@@ -335,16 +353,24 @@ internal static class Plotting
             plot.XLabel("sequence length L (log scale; B x L = 16,384 tokens per pass)");
             plot.YLabel(ylabel);
             plot.Axes.SetLimitsX(ticks[0] - 0.3, ticks[^1] + 0.3);
-            plot.Axes.Margins(bottom: 0);
             plot.ShowLegend(ScottPlot.Edge.Right);
         }
+        speed.Axes.AutoScaleY();
+        speed.Axes.SetLimitsY(0, speed.Axes.GetLimits().Top * 1.05);
+        memory.Axes.AutoScaleY();
+        memory.Axes.SetLimitsY(0, memory.Axes.GetLimits().Top * 1.05);
         speed.Title($"Which model: forward+backward, hidden 128, 4 blocks, float32, CPU, {threads} threads");
         memory.Title("Peak memory of one forward+backward (fresh process per point)");
         const int width = 1100, height = 520;
         using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(width, 2 * height));
         surface.Canvas.Clear(SkiaSharp.SKColors.White);
-        speed.Render(surface.Canvas, new ScottPlot.PixelRect(0, width, height, 0));
-        memory.Render(surface.Canvas, new ScottPlot.PixelRect(0, width, 2 * height, height));
+        int top = 0;
+        foreach (var plot in new[] { speed, memory })
+        {
+            using var panel = SkiaSharp.SKBitmap.Decode(plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png));
+            surface.Canvas.DrawBitmap(panel, 0, top);
+            top += height;
+        }
         using var image = surface.Snapshot();
         using var data = image.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
         using var file = File.Create(path);
