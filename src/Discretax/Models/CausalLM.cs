@@ -195,7 +195,7 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
                 state = s;
                 state.MoveToOuterDisposeScope();
                 var last = SequenceLengths.AtLast(hidden, lengths);                         // [B, H]
-                next = Sample(Head(last, null), temperature, topK, topP, generator);
+                next = TokenSampling.Next(Head(last, null), temperature, topK, topP, generator);
             }
             for (int step = 0; ; step++)
             {
@@ -212,7 +212,7 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
                 s.MoveToOuterDisposeScope();
                 state.Dispose();
                 state = s;
-                next = Sample(Head(hidden.squeeze(1), null), temperature, topK, topP, generator);
+                next = TokenSampling.Next(Head(hidden.squeeze(1), null), temperature, topK, topP, generator);
             }
         }
         finally
@@ -290,40 +290,5 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
             throw new ArgumentOutOfRangeException(nameof(topP), p1, $"Expected top-p in (0, 1]; got {p1}.");
         if (stopToken is long s && (s < 0 || s >= VocabSize))
             throw new ArgumentOutOfRangeException(nameof(stopToken), s, $"Expected a stop token in [0, {VocabSize}); got {s}.");
-    }
-
-    /// <summary>One token per row of <paramref name="logits"/> <c>[B, V]</c> (see <see cref="Generate"/> for the order).</summary>
-    private static long[] Sample(Tensor logits, double temperature, int? topK, double? topP, Generator generator)
-    {
-        var z = logits.to_type(Precision.StateDType(logits.dtype));
-        Tensor chosen;
-        if (temperature <= 0) chosen = z.argmax(-1);
-        else
-        {
-            z = FilterTopP(FilterTopK(z / temperature, topK), topP);
-            chosen = multinomial(z.softmax(-1), 1, generator: generator).squeeze(-1);
-        }
-        return chosen.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
-    }
-
-    /// <summary>HuggingFace's <c>TopKLogitsWarper</c>: logits below the k-th largest become <c>-inf</c>.</summary>
-    private static Tensor FilterTopK(Tensor z, int? topK)
-    {
-        if (topK is not int k || k >= z.shape[^1]) return z;
-        var kth = z.topk(k, dim: -1).values.narrow(-1, k - 1, 1);
-        return z.masked_fill(z < kth, double.NegativeInfinity);
-    }
-
-    /// <summary>HuggingFace's <c>TopPLogitsWarper</c>: sorted ascending, the tokens whose cumulative probability is at
-    /// most <c>1 - p</c> become <c>-inf</c>; the most likely token is always kept.</summary>
-    private static Tensor FilterTopP(Tensor z, double? topP)
-    {
-        if (topP is not double p || p >= 1) return z;
-        var (sorted, indices) = z.sort(-1, descending: false);
-        var cumulative = sorted.softmax(-1).cumsum(-1);
-        var remove = cumulative <= (1 - p);
-        remove.select(-1, -1).fill_(false);
-        var removeAtIndex = remove.scatter(-1, indices, remove);
-        return z.masked_fill(removeAtIndex, double.NegativeInfinity);
     }
 }

@@ -161,6 +161,47 @@ public class CausalLMTests
         }
     }
 
+    /// <summary>HuggingFace's warpers on probabilities [0.5, 0.2, 0.15, 0.1, 0.05] (shuffled).</summary>
+    [Fact]
+    public void TopKAndTopPFilterAsHuggingFaceDoes()
+    {
+        using var scope = NewDisposeScope();
+        var probs = new[] { 0.1, 0.5, 0.05, 0.2, 0.15 };
+        var z = tensor(probs, new long[] { 1, 5 }, ScalarType.Float64).log();
+        bool[] Kept(Tensor filtered) => filtered[0].isfinite().data<bool>().ToArray();
+
+        Kept(TokenSampling.FilterTopK(z, 2)).Should().Equal(false, true, false, true, false);
+        Kept(TokenSampling.FilterTopK(z, 5)).Should().OnlyContain(k => k);
+        Kept(TokenSampling.FilterTopK(z, null)).Should().OnlyContain(k => k);
+        // Top-p: the smallest most likely set whose probability reaches p (0.5 + 0.2 = 0.7 < 0.75 <= 0.85).
+        Kept(TokenSampling.FilterTopP(z, 0.75)).Should().Equal(false, true, false, true, true);
+        Kept(TokenSampling.FilterTopP(z, 0.3)).Should().Equal(false, true, false, false, false); // at least the most likely
+        Kept(TokenSampling.FilterTopP(z, 1.0)).Should().OnlyContain(k => k);
+        // Top-k first, then top-p on the renormalized rest: top-2 is {0.5, 0.2}, i.e. {5/7, 2/7}; p = 0.6 keeps 5/7 only.
+        Kept(TokenSampling.FilterTopP(TokenSampling.FilterTopK(z, 2), 0.6)).Should().Equal(false, true, false, false, false);
+        // Ties with the k-th are kept, as torch.topk's threshold does.
+        var tied = tensor(new[] { 1.0, 2.0, 2.0, 0.0 }, new long[] { 1, 4 }, ScalarType.Float64);
+        Kept(TokenSampling.FilterTopK(tied, 1)).Should().Equal(false, true, true, false);
+    }
+
+    [Fact]
+    public void SamplingDrawsFromTheSoftmaxWithTheGivenGenerator()
+    {
+        using var scope = NewDisposeScope();
+        var z = tensor(new[] { 0.1, 0.5, 0.05, 0.2, 0.15 }, new long[] { 1, 5 }, ScalarType.Float64).log().expand(4000, 5);
+        using var g = new Generator(5);
+        var draws = TokenSampling.Next(z, 1.0, null, null, g);
+        var counts = new double[5];
+        foreach (var d in draws) counts[d]++;
+        var expected = new[] { 0.1, 0.5, 0.05, 0.2, 0.15 };
+        for (int i = 0; i < 5; i++) (counts[i] / draws.Length).Should().BeApproximately(expected[i], 0.03);
+        // Temperature 0.5 squares the probabilities (renormalized); temperature <= 0 is the argmax.
+        var sharp = TokenSampling.Next(z, 0.5, null, null, g);
+        (sharp.Count(d => d == 1) / (double)sharp.Length).Should().BeApproximately(0.25 / 0.325, 0.03);
+        TokenSampling.Next(z, 0, null, null, g).Should().OnlyContain(d => d == 1);
+        TokenSampling.Next(z, -1, 3, 0.5, g).Should().OnlyContain(d => d == 1);
+    }
+
     [Fact]
     public void TopKKeepsOnlyTheKMostLikelyFirstTokens()
     {
