@@ -16,6 +16,8 @@ public class CausalLMTests
         "LRU" => new LRU(16, numBlocks: 2, stateDim: 8),
         "DeltaNet" => new DeltaNet(16, numBlocks: 2, numHeads: 2, chunkSize: 4),
         "MLSTM" => new MLSTM(16, numBlocks: 1, chunkSize: 4),
+        "DeltaNetConv" => new DeltaNet(16, numBlocks: 2, numHeads: 2, chunkSize: 4, useShortConv: true),
+        "S5" => new S5(16, numBlocks: 2, stateDim: 8),
         _ => throw new ArgumentException(name),
     };
 
@@ -124,9 +126,13 @@ public class CausalLMTests
     [InlineData("LRU")]
     [InlineData("DeltaNet")]
     [InlineData("MLSTM")]
-    public void GreedyGenerationIsTheArgmaxOfAFullForwardAtEveryStep(string name)
+    [InlineData("DeltaNetConv")]
+    [InlineData("S5", "Layer")]
+    [InlineData("LRU", "Batch")]
+    [InlineData("LRU", "none", true)]
+    public void GreedyGenerationIsTheArgmaxOfAFullForwardAtEveryStep(string name, string norm = "Rms", bool tie = false)
     {
-        using var lm = Lm(name);
+        using var lm = Lm(name, tie, norm == "none" ? null : Enum.Parse<NormKind>(norm));
         var generated = lm.Generate(Prompts, maxNewTokens: 6, temperature: 0);
         generated.Should().HaveCount(Prompts.Length);
         for (int b = 0; b < Prompts.Length; b++)
