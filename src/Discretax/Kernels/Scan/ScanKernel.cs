@@ -87,7 +87,7 @@ internal static class ScanKernel<TLayout> where TLayout : IScanLayout
             if (initialState is not null)
             {
                 var rest = inputs.shape.Skip(2).ToArray();
-                packed.CheckState(initialState, rest, "[N, " + string.Join(", ", rest) + "]");
+                packed.CheckState(initialState, rest, "[sequences, " + string.Join(", ", rest) + "]");
                 if (initialState.dtype != inputs.dtype)
                     throw new ArgumentException($"Expected initialState of the dtype of the inputs ({inputs.dtype}); got {initialState.dtype}.", nameof(initialState));
                 if (initialState.device.ToString() != inputs.device.ToString())
