@@ -117,10 +117,42 @@ public class PackedSequenceTests
             }, 2);
     }
 
-    [Fact]
-    public void DeltaRule_packed_over_several_segments_equals_each_sequence_alone()
+    [Theory]
+    [InlineData(4, true, true)]
+    [InlineData(4, false, true)]
+    [InlineData(3, true, true)]
+    [InlineData(64, true, true)]
+    [InlineData(4, true, false)]
+    [InlineData(4, false, false)]
+    [InlineData(3, true, false)]
+    [InlineData(64, false, false)]
+    public void DeltaRule_both_packed_layouts_equal_each_sequence_alone(int chunkSize, bool withInitialState, bool masked)
     {
-        // Chunk size 513: one chunk per segment, so the aligned row (1 + 2 + 1 chunks) runs in four segments.
+        using var scope = NewDisposeScope();
+        var (q, k, v, beta, s0) = DeltaInputs(6, L, Count);
+        var cu = Cu(Bounds);
+        Tensor? h0 = withInitialState ? s0 : null;
+        var leaves = withInitialState ? new[] { q, k, v, beta, s0 } : new[] { q, k, v, beta };
+        AssertPackedEqualsAlone(Bounds, leaves,
+            () =>
+            {
+                var (o, f) = DeltaRule.ChunkedPacked(q, k, v, beta, chunkSize, h0, cu, masked ? DeltaRule.PackedLayout.Masked : DeltaRule.PackedLayout.ChunkAligned);
+                return new[] { o, f };
+            },
+            (i, s, n) =>
+            {
+                var (o, f) = DeltaRule.Recurrent(q.narrow(2, s, n), k.narrow(2, s, n), v.narrow(2, s, n), beta.narrow(2, s, n), h0?.narrow(0, i, 1));
+                return new[] { o, f };
+            }, 2);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void DeltaRule_packed_with_large_chunks_equals_each_sequence_alone(bool masked)
+    {
+        // Chunk size 513: one chunk per segment, so the aligned row (1 + 2 + 1 chunks) runs in four segments; the masked
+        // row has two chunks, each with a boundary inside.
         using var scope = NewDisposeScope();
         long[] bounds = { 0, 2, 602, 605 };
         var (q, k, v, beta, s0) = DeltaInputs(2, 605, 3, nh: 1, dk: 3, dv: 2);
@@ -128,7 +160,7 @@ public class PackedSequenceTests
         AssertPackedEqualsAlone(bounds, new[] { q, k, v, beta, s0 },
             () =>
             {
-                var (o, f) = DeltaRule.Chunked(q, k, v, beta, 513, s0, cu);
+                var (o, f) = DeltaRule.ChunkedPacked(q, k, v, beta, 513, s0, cu, masked ? DeltaRule.PackedLayout.Masked : DeltaRule.PackedLayout.ChunkAligned);
                 return new[] { o, f };
             },
             (i, s, n) =>

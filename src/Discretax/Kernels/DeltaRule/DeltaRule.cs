@@ -74,7 +74,7 @@ public static class DeltaRule
     public static (Tensor Output, Tensor FinalState) Chunked(
         Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
     {
-        if (cuSeqlens is not null) return ChunkedPacked(q, k, v, beta, chunkSize, initialState, cuSeqlens);
+        if (cuSeqlens is not null) return ChunkedPacked(q, k, v, beta, chunkSize, initialState, cuSeqlens, DefaultPackedLayout);
         var (b, nh, l, dk, dv) = Validate(q, k, v, beta, initialState);
         Check.AtLeast(chunkSize, 1);
 
@@ -241,13 +241,14 @@ public static class DeltaRule
     /// takes the sequence's initial state at the chunk where a sequence starts and records the final state at the
     /// chunk where it ends. Exact: every chunk computes what the sequence run alone computes.
     /// </summary>
-    private static (Tensor Output, Tensor FinalState) ChunkedPacked(
-        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, Tensor cuSeqlens)
+    internal static (Tensor Output, Tensor FinalState) ChunkedPacked(
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, Tensor cuSeqlens, PackedLayout layout)
     {
         var (b, nh, l, dk, dv) = Validate(q, k, v, beta, null);
         Check.AtLeast(chunkSize, 1);
         var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
         CheckPackedState(packed, initialState, q, nh, dk, dv);
+        if (layout == PackedLayout.Masked) return ChunkedMasked(q, k, v, beta, chunkSize, initialState, packed, nh, l, dk, dv);
 
         using var scope = NewDisposeScope();
         var outDtype = q.dtype;
@@ -291,6 +292,146 @@ public static class DeltaRule
         if (output.dtype != outDtype) output = output.to(outDtype);
         var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The packed layouts of <see cref="ChunkedPacked"/> (tests and measurements run both).</summary>
+    internal enum PackedLayout
+    {
+        /// <summary>Every sequence padded to whole chunks.</summary>
+        ChunkAligned,
+
+        /// <summary>The packed row as it is, chunk matrices masked across boundaries.</summary>
+        Masked,
+    }
+
+    /// <summary>The layout <see cref="Chunked"/> uses: measured faster (docs/kernels/contracts.md, "Packed sequences").</summary>
+    internal const PackedLayout DefaultPackedLayout = PackedLayout.Masked;
+
+    /// <summary>
+    /// Packed chunkwise delta rule on the row as it is (only its tail padded): per chunk, <c>A</c> and the causal
+    /// <c>Q K^T</c> are masked to pairs of rows of the same sequence (so <c>T</c> is block diagonal per sequence), the
+    /// entering state acts only on the rows of the sequence continuing into the chunk, rows of a sequence starting
+    /// inside the chunk take that sequence's initial state (their <c>W h0</c> and <c>Q h0</c> computed batched per
+    /// sequence), and the hand-off state is the state of the chunk's last sequence; a sequence ending before the
+    /// chunk's last row gets its final state from its own rows.
+    /// </summary>
+    private static (Tensor Output, Tensor FinalState) ChunkedMasked(
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, PackedSequences packed, long nh, long l, long dk, long dv)
+    {
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        var device = q.device;
+        long c = chunkSize;
+        long n = (l + c - 1) / c;
+        long lp = n * c;
+        int count = packed.Count;
+
+        // Host bookkeeping: the sequence of every row (tail padding belongs to the last sequence: zero rows leave its
+        // state unchanged), the chunk's first sequence and whether it continues from the previous chunk.
+        var seg = new long[lp];
+        for (int i = 0; i < count; i++)
+            for (long t = packed.Start(i); t < packed.Start(i) + packed.Length(i); t++) seg[t] = i;
+        for (long t = l; t < lp; t++) seg[t] = count - 1;
+        var cont = new bool[n];
+        var contRows = new bool[lp];
+        for (long j = 0; j < n; j++)
+        {
+            int f = (int)seg[j * c];
+            cont[j] = packed.Start(f) < j * c;
+            for (long r = 0; r < c; r++) contRows[j * c + r] = cont[j] && seg[j * c + r] == f;
+        }
+
+        Tensor qc = q.to(dtype), kc = k.to(dtype), vc = v.to(dtype), bc = beta.to(dtype);
+        if (lp != l)
+        {
+            var pad4 = new long[] { 0, 0, 0, lp - l };
+            qc = nn.functional.pad(qc, pad4);
+            kc = nn.functional.pad(kc, pad4);
+            vc = nn.functional.pad(vc, pad4);
+            bc = nn.functional.pad(bc, new long[] { 0, lp - l });
+        }
+        var qs = qc.reshape(nh, n, c, dk);
+        var ks = kc.reshape(nh, n, c, dk);
+        var vs = vc.reshape(nh, n, c, dv);
+        var bs = bc.reshape(nh, n, c, 1);
+        var segT = tensor(seg, device: device).reshape(n, c);
+        var other = segT.unsqueeze(-1).ne(segT.unsqueeze(-2));                  // [N, C, C]: rows of different sequences
+        var contMask = tensor(contRows, device: device).reshape(n, c, 1);       // rows taking the entering state
+
+        var kb = ks * bs;
+        var kt = ks.transpose(-1, -2);
+        var tInv = UnitLowerInverse.Invert(kb.matmul(kt).masked_fill(other, 0.0));
+        var w = tInv.matmul(kb);                                                // [NH, N, C, Dk]
+        var u = tInv.matmul(vs * bs);                                           // [NH, N, C, Dv]
+
+        // Rows of a sequence that starts inside a chunk: W h0 and Q h0, batched over the sequences.
+        Tensor? hq = null;
+        if (initialState is not null)
+        {
+            var gather = new long[count * c];
+            Array.Fill(gather, lp);
+            for (int i = 0; i < count; i++)
+            {
+                long start = packed.Start(i), end = Math.Min(packed.Start(i) + packed.Length(i), (start / c + 1) * c);
+                for (long t = start; t < end; t++) gather[i * c + (t - start)] = t;
+            }
+            var idx = tensor(gather, device: device);
+            var h0 = initialState.to(dtype);                                    // [N, NH, Dk, Dv]
+            Tensor PerSequence(Tensor rows, long d)                             // [NH, LP, d] -> [NH, LP, Dv]: rows times h0[seq]
+            {
+                var ext = cat(new[] { rows, zeros(new[] { nh, 1, d }, dtype: dtype, device: device) }, 1);
+                var g = ext.index_select(1, idx).reshape(nh, count, c, d).transpose(0, 1);   // [N, NH, C, d]
+                var prod = g.matmul(h0).transpose(0, 1).reshape(nh, count * c, dv);
+                return zeros(new[] { nh, lp + 1, dv }, dtype: dtype, device: device).index_add(1, idx, prod, 1).narrow(1, 0, lp);
+            }
+            u = u - PerSequence(w.reshape(nh, lp, dk), dk).reshape(nh, n, c, dv);
+            hq = PerSequence(qs.reshape(nh, lp, dk), dk).reshape(nh * n, c, dv);
+        }
+
+        Tensor Initial(long i) => initialState is null
+            ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: device)
+            : initialState.select(0, i).to(dtype);
+        var ws = w.unbind(1);
+        var us = u.unbind(1);
+        var kts = kt.unbind(1);
+        var contMasks = contMask.unbind(0);
+        var entering = new Tensor[n];
+        var corrected = new Tensor[n];
+        var finals = new Tensor[count];
+        Tensor s = zeros(new[] { nh, dk, dv }, dtype: dtype, device: device);
+        for (long j = 0; j < n; j++)
+        {
+            entering[j] = s;
+            long first = seg[j * c], last = seg[j * c + c - 1];
+            var up = cont[j] ? where(contMasks[j], AddBmm(us[j], ws[j], s, -1), us[j]) : us[j];   // U - W S on continuing rows
+            corrected[j] = up;
+            // Sequences ending in this chunk before its last row: their final state from their own rows.
+            for (long i = first; i < last; i++)
+            {
+                var rows = segT[j].eq(i).reshape(c, 1);
+                var baseState = cont[j] && i == first ? s : Initial(i);
+                finals[i] = AddBmm(baseState, kts[j], where(rows, up, zeros_like(up)), 1);
+            }
+            var lastBase = cont[j] && last == first ? s : Initial(last);
+            var lastUp = first == last ? up : where(segT[j].eq(last).reshape(c, 1), up, zeros_like(up));
+            s = AddBmm(lastBase, kts[j], lastUp, 1);
+            if (j == n - 1 || seg[(j + 1) * c] != last) finals[last] = s;     // the last sequence ends with the chunk
+        }
+
+        var sEnter = stack(entering, 1).reshape(nh * n, dk, dv);
+        var uCorr = stack(corrected, 1).reshape(nh * n, c, dv);
+        var q3 = qs.reshape(nh * n, c, dk);
+        var otherAll = other.unsqueeze(0).expand(nh, n, c, c).reshape(nh * n, c, c);
+        var qk = q3.bmm(kt.reshape(nh * n, dk, c)).tril(0).masked_fill(otherAll, 0.0);
+        var contAll = contMask.unsqueeze(0).expand(nh, n, c, 1).reshape(nh * n, c, 1);
+        var inter = q3.bmm(sEnter);
+        var o = AddBmm(where(contAll, inter, zeros_like(inter)), qk, uCorr, 1);
+        if (hq is not null) o = o + hq;
+        var output = o.reshape(1, nh, lp, dv);
+        if (lp != l) output = output.narrow(2, 0, l).contiguous();
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        return (output.MoveToOuterDisposeScope(), stack(finals, 0).MoveToOuterDisposeScope());
     }
 
     /// <summary><see cref="Recurrent"/> on packed sequences: the same loop, the state reset at every boundary.</summary>
