@@ -58,6 +58,13 @@ public static class DeltaRule
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too.</param>
     /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). The state is reset to the
+    /// sequence's initial state at every boundary, <paramref name="initialState"/> is then <c>[N, NH, Dk, Dv]</c> (one per
+    /// sequence, null means zeros), and <c>FinalState</c> is <c>[N, NH, Dk, Dv]</c>, the state after each sequence's last
+    /// step. The output at step t depends only on t's own sequence.
+    /// </param>
     /// <returns>
     /// <c>Output</c> <c>[B, NH, L, Dv]</c> in the dtype of <paramref name="q"/>, and <c>FinalState</c>
     /// <c>[B, NH, Dk, Dv]</c> (the state after the last step; float32 for half-precision inputs).
@@ -65,8 +72,9 @@ public static class DeltaRule
     /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is less than 1.</exception>
     public static (Tensor Output, Tensor FinalState) Chunked(
-        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null)
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
     {
+        if (cuSeqlens is not null) return ChunkedPacked(q, k, v, beta, chunkSize, initialState, cuSeqlens, DefaultPackedLayout);
         var (b, nh, l, dk, dv) = Validate(q, k, v, beta, initialState);
         Check.AtLeast(chunkSize, 1);
 
@@ -100,6 +108,26 @@ public static class DeltaRule
             bc = nn.functional.pad(bc, new long[] { 0, lp - l });
         }
 
+        Tensor s = initialState is null
+            ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.to(dtype).reshape(bh, dk, dv);
+        var o = ChunkCore(qc, kc, vc, bc, bh, n, c, dk, dv, ref s, null, null);
+        var output = o.reshape(b, nh, lp, dv);
+        if (lp != l) output = output.narrow(2, 0, l).contiguous();
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        var final = s.reshape(b, nh, dk, dv);
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The chunkwise delta rule over inputs already padded to <c>n * c</c> steps (in the compute dtype), from the state
+    /// <paramref name="s"/> <c>[BH, Dk, Dv]</c>, which holds the state after the last chunk on return. Returns the
+    /// outputs <c>[BH * n, c, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering chunk
+    /// j; <paramref name="exit"/> sees the state after chunk j.
+    /// </summary>
+    private static Tensor ChunkCore(Tensor qc, Tensor kc, Tensor vc, Tensor bc, long bh, long n, long c, long dk, long dv,
+        ref Tensor s, Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit)
+    {
         // [BH, N, C, D] views (reshape of a contiguous tensor).
         var qs = qc.reshape(bh, n, c, dk);
         var ks = kc.reshape(bh, n, c, dk);
@@ -114,9 +142,6 @@ public static class DeltaRule
         var u = tInv.matmul(vs * bs);                                           // [BH, N, C, Dv]
 
         // The only sequential part: per chunk U' = U - W S and S <- S + K^T U'.
-        Tensor s = initialState is null
-            ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
-            : initialState.to(dtype).reshape(bh, dk, dv);
         var ws = w.unbind(1);
         var us = u.unbind(1);
         var kts = kt.unbind(1);
@@ -124,10 +149,12 @@ public static class DeltaRule
         var corrected = new Tensor[n];
         for (long i = 0; i < n; i++)
         {
+            if (enter is not null) s = enter(i, s);
             entering[i] = s;
             var up = AddBmm(us[i], ws[i], s, -1);                                  // U - W S
             corrected[i] = up;
             s = AddBmm(s, kts[i], up, 1);                                           // S + K^T U'
+            exit?.Invoke(i, s);
         }
 
         // All chunks' outputs at once: O = Q S_enter + tril(Q K^T) U'.
@@ -137,11 +164,7 @@ public static class DeltaRule
         var qk = q3.bmm(kt.reshape(bh * n, dk, c)).tril(0);
         var o = AddBmm(q3.bmm(sEnter), qk, uCorr, 1);                           // [BH*N, C, Dv]
 
-        var output = o.reshape(b, nh, lp, dv);
-        if (lp != l) output = output.narrow(2, 0, l).contiguous();
-        if (output.dtype != outDtype) output = output.to(outDtype);
-        var final = s.reshape(b, nh, dk, dv);
-        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+        return o;
     }
 
     /// <summary>
@@ -154,14 +177,22 @@ public static class DeltaRule
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). The state is reset to the
+    /// sequence's initial state at every boundary, <paramref name="initialState"/> is then <c>[N, NH, Dk, Dv]</c> (one per
+    /// sequence, null means zeros), and <c>FinalState</c> is <c>[N, NH, Dk, Dv]</c>, the state after each sequence's last
+    /// step. The output at step t depends only on t's own sequence.
+    /// </param>
     /// <returns>
     /// <c>Output</c> <c>[B, NH, L, Dv]</c> in the dtype of <paramref name="q"/>, and <c>FinalState</c>
     /// <c>[B, NH, Dk, Dv]</c> (float32 for half-precision inputs).
     /// </returns>
     /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
     public static (Tensor Output, Tensor FinalState) Recurrent(
-        Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? initialState = null)
+        Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? initialState = null, Tensor? cuSeqlens = null)
     {
+        if (cuSeqlens is not null) return RecurrentPacked(q, k, v, beta, initialState, cuSeqlens);
         var (b, nh, l, dk, dv) = Validate(q, k, v, beta, initialState);
 
         using var scope = NewDisposeScope();
@@ -201,6 +232,250 @@ public static class DeltaRule
         if (output.dtype != outDtype) output = output.to(outDtype);
         var final = s.reshape(b, nh, dk, dv);
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Chunked"/> on packed sequences: the chunk-aligned layout (every sequence padded at its end with zero
+    /// rows to a whole number of chunks, which leaves its state unchanged), so that no chunk straddles a boundary; the
+    /// UT transform and the output products stay batched over all chunks of all sequences, and the sequential hand-off
+    /// takes the sequence's initial state at the chunk where a sequence starts and records the final state at the
+    /// chunk where it ends. Exact: every chunk computes what the sequence run alone computes.
+    /// </summary>
+    internal static (Tensor Output, Tensor FinalState) ChunkedPacked(
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, Tensor cuSeqlens, PackedLayout layout)
+    {
+        var (b, nh, l, dk, dv) = Validate(q, k, v, beta, null);
+        Check.AtLeast(chunkSize, 1);
+        var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
+        CheckPackedState(packed, initialState, q, nh, dk, dv);
+        if (layout == PackedLayout.Masked) return ChunkedMasked(q, k, v, beta, chunkSize, initialState, packed, nh, l, dk, dv);
+
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        long c = chunkSize;
+        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, q.device);
+        Tensor Align(Tensor t) =>
+            cat(new[] { t.to(dtype), zeros_like(t.narrow(2, 0, 1), dtype: dtype) }, 2).index_select(2, gather);
+        Tensor qa = Align(q), ka = Align(k), va = Align(v), ba = Align(beta);
+
+        var starting = new Dictionary<long, int>();
+        var ending = new Dictionary<long, int>();
+        for (int i = 0; i < packed.Count; i++)
+        {
+            starting[first[i]] = i;
+            ending[last[i]] = i;
+        }
+        Tensor Initial(int i) => initialState is null
+            ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.select(0, i).to(dtype);
+
+        var finals = new Tensor[packed.Count];
+        long chunks = aligned / c;
+        long group = SequenceSegments.Length(chunkSize) / c;   // whole chunks per segment, as in Chunked
+        var pieces = new List<Tensor>();
+        Tensor s = Initial(0);
+        for (long c0 = 0; c0 < chunks; c0 += group)
+        {
+            long count = Math.Min(group, chunks - c0);
+            long offset = c0;
+            Tensor Piece(Tensor t) => t.narrow(2, offset * c, count * c);
+            var o = ChunkCore(Piece(qa), Piece(ka), Piece(va), Piece(ba), nh, count, c, dk, dv, ref s,
+                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? Initial(i) : state,
+                (j, state) =>
+                {
+                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
+                });
+            pieces.Add(o.reshape(1, nh, count * c, dv));
+        }
+        var output = (pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter);
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The packed layouts of <see cref="ChunkedPacked"/> (tests and measurements run both).</summary>
+    internal enum PackedLayout
+    {
+        /// <summary>Every sequence padded to whole chunks.</summary>
+        ChunkAligned,
+
+        /// <summary>The packed row as it is, chunk matrices masked across boundaries.</summary>
+        Masked,
+    }
+
+    /// <summary>The layout <see cref="Chunked"/> uses: measured faster (docs/kernels/contracts.md, "Packed sequences").</summary>
+    internal const PackedLayout DefaultPackedLayout = PackedLayout.Masked;
+
+    /// <summary>
+    /// Packed chunkwise delta rule on the row as it is (only its tail padded): per chunk, <c>A</c> and the causal
+    /// <c>Q K^T</c> are masked to pairs of rows of the same sequence (so <c>T</c> is block diagonal per sequence), the
+    /// entering state acts only on the rows of the sequence continuing into the chunk, rows of a sequence starting
+    /// inside the chunk take that sequence's initial state (their <c>W h0</c> and <c>Q h0</c> computed batched per
+    /// sequence), and the hand-off state is the state of the chunk's last sequence; a sequence ending before the
+    /// chunk's last row gets its final state from its own rows.
+    /// </summary>
+    private static (Tensor Output, Tensor FinalState) ChunkedMasked(
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, PackedSequences packed, long nh, long l, long dk, long dv)
+    {
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        var device = q.device;
+        long c = chunkSize;
+        long n = (l + c - 1) / c;
+        long lp = n * c;
+        int count = packed.Count;
+
+        // Host bookkeeping: the sequence of every row (tail padding belongs to the last sequence: zero rows leave its
+        // state unchanged), the chunk's first sequence and whether it continues from the previous chunk.
+        var seg = new long[lp];
+        for (int i = 0; i < count; i++)
+            for (long t = packed.Start(i); t < packed.Start(i) + packed.Length(i); t++) seg[t] = i;
+        for (long t = l; t < lp; t++) seg[t] = count - 1;
+        var cont = new bool[n];
+        var contRows = new bool[lp];
+        for (long j = 0; j < n; j++)
+        {
+            int f = (int)seg[j * c];
+            cont[j] = packed.Start(f) < j * c;
+            for (long r = 0; r < c; r++) contRows[j * c + r] = cont[j] && seg[j * c + r] == f;
+        }
+
+        Tensor qc = q.to(dtype), kc = k.to(dtype), vc = v.to(dtype), bc = beta.to(dtype);
+        if (lp != l)
+        {
+            var pad4 = new long[] { 0, 0, 0, lp - l };
+            qc = nn.functional.pad(qc, pad4);
+            kc = nn.functional.pad(kc, pad4);
+            vc = nn.functional.pad(vc, pad4);
+            bc = nn.functional.pad(bc, new long[] { 0, lp - l });
+        }
+        var qs = qc.reshape(nh, n, c, dk);
+        var ks = kc.reshape(nh, n, c, dk);
+        var vs = vc.reshape(nh, n, c, dv);
+        var bs = bc.reshape(nh, n, c, 1);
+        var segT = tensor(seg, device: device).reshape(n, c);
+        var other = segT.unsqueeze(-1).ne(segT.unsqueeze(-2));                  // [N, C, C]: rows of different sequences
+        var contMask = tensor(contRows, device: device).reshape(n, c, 1);       // rows taking the entering state
+
+        var kb = ks * bs;
+        var kt = ks.transpose(-1, -2);
+        var tInv = UnitLowerInverse.Invert(kb.matmul(kt).masked_fill(other, 0.0));
+        var w = tInv.matmul(kb);                                                // [NH, N, C, Dk]
+        var u = tInv.matmul(vs * bs);                                           // [NH, N, C, Dv]
+
+        // Rows of a sequence that starts inside a chunk: W h0 and Q h0, batched over the sequences.
+        Tensor? hq = null;
+        if (initialState is not null)
+        {
+            var gather = new long[count * c];
+            Array.Fill(gather, lp);
+            for (int i = 0; i < count; i++)
+            {
+                long start = packed.Start(i), end = Math.Min(packed.Start(i) + packed.Length(i), (start / c + 1) * c);
+                for (long t = start; t < end; t++) gather[i * c + (t - start)] = t;
+            }
+            var idx = tensor(gather, device: device);
+            var h0 = initialState.to(dtype);                                    // [N, NH, Dk, Dv]
+            Tensor PerSequence(Tensor rows, long d)                             // [NH, LP, d] -> [NH, LP, Dv]: rows times h0[seq]
+            {
+                var ext = cat(new[] { rows, zeros(new[] { nh, 1, d }, dtype: dtype, device: device) }, 1);
+                var g = ext.index_select(1, idx).reshape(nh, count, c, d).transpose(0, 1);   // [N, NH, C, d]
+                var prod = g.matmul(h0).transpose(0, 1).reshape(nh, count * c, dv);
+                return zeros(new[] { nh, lp + 1, dv }, dtype: dtype, device: device).index_add(1, idx, prod, 1).narrow(1, 0, lp);
+            }
+            u = u - PerSequence(w.reshape(nh, lp, dk), dk).reshape(nh, n, c, dv);
+            hq = PerSequence(qs.reshape(nh, lp, dk), dk).reshape(nh * n, c, dv);
+        }
+
+        Tensor Initial(long i) => initialState is null
+            ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: device)
+            : initialState.select(0, i).to(dtype);
+        var ws = w.unbind(1);
+        var us = u.unbind(1);
+        var kts = kt.unbind(1);
+        var contMasks = contMask.unbind(0);
+        var entering = new Tensor[n];
+        var corrected = new Tensor[n];
+        var finals = new Tensor[count];
+        Tensor s = zeros(new[] { nh, dk, dv }, dtype: dtype, device: device);
+        for (long j = 0; j < n; j++)
+        {
+            entering[j] = s;
+            long first = seg[j * c], last = seg[j * c + c - 1];
+            var up = cont[j] ? where(contMasks[j], AddBmm(us[j], ws[j], s, -1), us[j]) : us[j];   // U - W S on continuing rows
+            corrected[j] = up;
+            // Sequences ending in this chunk before its last row: their final state from their own rows.
+            for (long i = first; i < last; i++)
+            {
+                var rows = segT[j].eq(i).reshape(c, 1);
+                var baseState = cont[j] && i == first ? s : Initial(i);
+                finals[i] = AddBmm(baseState, kts[j], where(rows, up, zeros_like(up)), 1);
+            }
+            var lastBase = cont[j] && last == first ? s : Initial(last);
+            var lastUp = first == last ? up : where(segT[j].eq(last).reshape(c, 1), up, zeros_like(up));
+            s = AddBmm(lastBase, kts[j], lastUp, 1);
+            if (j == n - 1 || seg[(j + 1) * c] != last) finals[last] = s;     // the last sequence ends with the chunk
+        }
+
+        var sEnter = stack(entering, 1).reshape(nh * n, dk, dv);
+        var uCorr = stack(corrected, 1).reshape(nh * n, c, dv);
+        var q3 = qs.reshape(nh * n, c, dk);
+        var otherAll = other.unsqueeze(0).expand(nh, n, c, c).reshape(nh * n, c, c);
+        var qk = q3.bmm(kt.reshape(nh * n, dk, c)).tril(0).masked_fill(otherAll, 0.0);
+        var contAll = contMask.unsqueeze(0).expand(nh, n, c, 1).reshape(nh * n, c, 1);
+        var inter = q3.bmm(sEnter);
+        var o = AddBmm(where(contAll, inter, zeros_like(inter)), qk, uCorr, 1);
+        if (hq is not null) o = o + hq;
+        var output = o.reshape(1, nh, lp, dv);
+        if (lp != l) output = output.narrow(2, 0, l).contiguous();
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        return (output.MoveToOuterDisposeScope(), stack(finals, 0).MoveToOuterDisposeScope());
+    }
+
+    /// <summary><see cref="Recurrent"/> on packed sequences: the same loop, the state reset at every boundary.</summary>
+    private static (Tensor Output, Tensor FinalState) RecurrentPacked(
+        Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? initialState, Tensor cuSeqlens)
+    {
+        var (b, nh, l, dk, dv) = Validate(q, k, v, beta, null);
+        var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
+        CheckPackedState(packed, initialState, q, nh, dk, dv);
+
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        var qsteps = q.to(dtype).reshape(nh, l, dk).split(1, 1);                // each [NH, 1, Dk]
+        var ksteps = k.to(dtype).reshape(nh, l, dk).split(1, 1);
+        var vsteps = v.to(dtype).reshape(nh, l, dv).split(1, 1);
+        var bsteps = beta.to(dtype).reshape(nh, l, 1).split(1, 1);
+        var outputs = new Tensor[l];
+        var finals = new Tensor[packed.Count];
+        for (int i = 0; i < packed.Count; i++)
+        {
+            Tensor s = initialState is null
+                ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
+                : initialState.select(0, i).to(dtype);
+            for (long t = packed.Start(i); t < packed.Start(i) + packed.Length(i); t++)
+            {
+                var kt = ksteps[t];
+                var delta = (vsteps[t] - kt.bmm(s)) * bsteps[t];                 // beta (v - S^T k)
+                s = AddBmm(s, kt.transpose(1, 2), delta, 1);                     // S + k delta^T
+                outputs[t] = qsteps[t].bmm(s);                                  // (S^T q)^T   [NH, 1, Dv]
+            }
+            finals[i] = s;
+        }
+        var output = torch.cat(outputs, 1).reshape(1, nh, l, dv);
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        return (output.MoveToOuterDisposeScope(), stack(finals, 0).MoveToOuterDisposeScope());
+    }
+
+    private static void CheckPackedState(PackedSequences packed, Tensor? initialState, Tensor q, long nh, long dk, long dv)
+    {
+        if (initialState is null) return;
+        Check.RealFloating(initialState);
+        packed.CheckState(initialState, new[] { nh, dk, dv }, "[N, NH, Dk, Dv]");
+        Check.SameDevice(q, initialState, nameof(q));
     }
 
     /// <summary>

@@ -51,11 +51,19 @@ public static class MLSTMKernel
     /// <param name="initialState">The state to continue from (shapes <c>C [B, NH, Dk, Dv]</c>, <c>n [B, NH, Dk]</c>,
     /// <c>m [B, NH]</c>), or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). (C, n, m) are reset to the
+    /// sequence's initial state at every boundary; <paramref name="initialState"/> is then per sequence
+    /// (<c>C [N, NH, Dk, Dv]</c>, <c>N [N, NH, Dk]</c>, <c>M [N, NH]</c>; null means zeros) and so is the final state
+    /// (the state after each sequence's last step).
+    /// </param>
     /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
     public static (Tensor Output, MLSTMKernelState FinalState) Chunked(Tensor q, Tensor k, Tensor v,
         Tensor inputGate, Tensor forgetGate, int chunkSize = 64, MLSTMKernelState? initialState = null,
-        double eps = 1e-6)
+        double eps = 1e-6, Tensor? cuSeqlens = null)
     {
+        if (cuSeqlens is not null) return ChunkedPacked(q, k, v, inputGate, forgetGate, chunkSize, initialState, eps, cuSeqlens);
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
         Check.AtLeast(chunkSize, 1);
 
@@ -93,6 +101,25 @@ public static class MLSTMKernel
             lf = nn.functional.pad(lf, new long[] { 0, pad }, value: 0.0);
         }
 
+        var h = ChunkCore(qs, ks, vs, ig, lf, batch, heads, nc, cs, dk, dv, eps, ref c, ref n, ref m, null, null);
+
+        var output = h.reshape(batch, heads, nc * cs, dv);
+        if (pad > 0) output = output.narrow(2, 0, length);
+        output = output.to(q.dtype);
+
+        return (output.MoveToOuterDisposeScope(), new MLSTMKernelState(c, n, m).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The chunkwise mLSTM over inputs already padded to <c>nc * cs</c> steps (scaled queries, log forget gates, in the
+    /// compute dtype), from the state (c, n, m), which holds the state after the last chunk on return. Returns the
+    /// outputs <c>[B, NH, NC, CS, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering
+    /// chunk j; <paramref name="exit"/> sees the state after chunk j.
+    /// </summary>
+    private static Tensor ChunkCore(Tensor qs, Tensor ks, Tensor vs, Tensor ig, Tensor lf, long batch, long heads, long nc, long cs,
+        long dk, long dv, double eps, ref Tensor c, ref Tensor n, ref Tensor m,
+        Func<long, (Tensor C, Tensor N, Tensor M), (Tensor C, Tensor N, Tensor M)>? enter, Action<long, (Tensor C, Tensor N, Tensor M)>? exit)
+    {
         var qc = qs.reshape(batch, heads, nc, cs, dk);
         var kc = ks.reshape(batch, heads, nc, cs, dk);
         var vc = vs.reshape(batch, heads, nc, cs, dv);
@@ -124,6 +151,7 @@ public static class MLSTMKernel
         var nHats = nHat.unbind(2);
         for (long j = 0; j < nc; j++)
         {
+            if (enter is not null) (c, n, m) = enter(j, (c, n, m));
             cIn[j] = c; nIn[j] = n; mIn[j] = m;
             // Per-chunk scope: temporaries are released at once (the autograd graph keeps what it needs).
             using var step = NewDisposeScope();
@@ -135,6 +163,7 @@ public static class MLSTMKernel
             c = (decay.unsqueeze(-1).unsqueeze(-1) * c + inW.unsqueeze(-1).unsqueeze(-1) * cHats[j]).MoveToOuterDisposeScope();
             n = (decay.unsqueeze(-1) * n + inW.unsqueeze(-1) * nHats[j]).MoveToOuterDisposeScope();
             m = mNew.MoveToOuterDisposeScope();
+            exit?.Invoke(j, (c, n, m));
         }
         var cPrev = stack(cIn, 2);                                 // [B, NH, NC, Dk, Dv]
         var nPrev = stack(nIn, 2);                                 // [B, NH, NC, Dk]
@@ -149,12 +178,7 @@ public static class MLSTMKernel
         var num = inter.unsqueeze(-1) * qc.matmul(cPrev) + sMat.matmul(vc);
         var den = inter * qc.matmul(nPrev.unsqueeze(-1)).squeeze(-1) + sMat.sum(-1);
         var h = num / (maximum(den.abs(), (-mt).exp()) + eps).unsqueeze(-1);
-
-        var output = h.reshape(batch, heads, nc * cs, dv);
-        if (pad > 0) output = output.narrow(2, 0, length);
-        output = output.to(q.dtype);
-
-        return (output.MoveToOuterDisposeScope(), new MLSTMKernelState(c, n, m).MoveToOuterDisposeScope());
+        return h;
     }
 
     /// <summary>
@@ -167,10 +191,18 @@ public static class MLSTMKernel
     /// <param name="forgetGate">Forget gate pre-activations <c>f</c>, <c>[B, NH, L]</c> (the kernel applies logsigmoid).</param>
     /// <param name="initialState">The state to continue from, or null for <c>C = 0, n = 0, m = 0</c>. It is not disposed.</param>
     /// <param name="eps">The constant added to the denominator (at least 0).</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). (C, n, m) are reset to the
+    /// sequence's initial state at every boundary; <paramref name="initialState"/> is then per sequence
+    /// (<c>C [N, NH, Dk, Dv]</c>, <c>N [N, NH, Dk]</c>, <c>M [N, NH]</c>; null means zeros) and so is the final state
+    /// (the state after each sequence's last step).
+    /// </param>
     /// <returns>The outputs <c>[B, NH, L, Dv]</c> and the state after step L (owned by the caller).</returns>
     public static (Tensor Output, MLSTMKernelState FinalState) Recurrent(Tensor q, Tensor k, Tensor v,
-        Tensor inputGate, Tensor forgetGate, MLSTMKernelState? initialState = null, double eps = 1e-6)
+        Tensor inputGate, Tensor forgetGate, MLSTMKernelState? initialState = null, double eps = 1e-6, Tensor? cuSeqlens = null)
     {
+        if (cuSeqlens is not null) return RecurrentPacked(q, k, v, inputGate, forgetGate, initialState, eps, cuSeqlens);
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
 
         using var scope = NewDisposeScope();
@@ -266,6 +298,122 @@ public static class MLSTMKernel
         var cFinal = kw.transpose(-1, -2).matmul(vs);                      // [B, NH, Dk, Dv]
         var nFinal = kw.sum(-2);                                           // [B, NH, Dk]
         return (h.to(q.dtype).MoveToOuterDisposeScope(), new MLSTMKernelState(cFinal, nFinal, mFinal.clone()).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Chunked"/> on packed sequences: the chunk-aligned layout (every sequence padded at its end to a whole
+    /// number of chunks with the steps that leave the state unchanged: q = k = v = 0, i = -inf, log f = 0), so that no
+    /// chunk straddles a boundary; everything but the hand-off stays batched over all chunks of all sequences, and the
+    /// hand-off takes the sequence's initial state where a sequence starts and records the final state where it ends.
+    /// </summary>
+    private static (Tensor Output, MLSTMKernelState FinalState) ChunkedPacked(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, int chunkSize, MLSTMKernelState? initialState, double eps, Tensor cuSeqlens)
+    {
+        var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, null, eps);
+        Check.AtLeast(chunkSize, 1);
+        var packed = PackedSequences.Validate(cuSeqlens, batch, length, nameof(q));
+        CheckPackedState(packed, initialState, heads, dk, dv, q);
+
+        using var scope = NewDisposeScope();
+        var ct = Precision.StateDType(q.dtype);
+        long cs = chunkSize;
+        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, q.device);
+        Tensor Align(Tensor t, double padValue) =>
+            cat(new[] { t, full_like(t.narrow(2, 0, 1), padValue) }, 2).index_select(2, gather);
+        var qs = Align(q.to(ct) * (1.0 / Math.Sqrt(dk)), 0.0);
+        var ks = Align(k.to(ct), 0.0);
+        var vs = Align(v.to(ct), 0.0);
+        var ig = Align(inputGate.to(ct), double.NegativeInfinity);
+        var lf = Align(nn.functional.logsigmoid(forgetGate.to(ct)), 0.0);
+
+        var starting = new Dictionary<long, int>();
+        var ending = new Dictionary<long, int>();
+        for (int i = 0; i < packed.Count; i++)
+        {
+            starting[first[i]] = i;
+            ending[last[i]] = i;
+        }
+        (Tensor C, Tensor N, Tensor M) Initial(int i)
+        {
+            if (initialState is not MLSTMKernelState init) return InitialState(null, 1, heads, dk, dv, ct, q.device);
+            return (init.C.select(0, i).unsqueeze(0).to(ct), init.N.select(0, i).unsqueeze(0).to(ct), init.M.select(0, i).unsqueeze(0).to(ct));
+        }
+
+        var finals = new (Tensor C, Tensor N, Tensor M)[packed.Count];
+        long chunks = aligned / cs;
+        long group = SequenceSegments.Length(chunkSize) / cs;   // whole chunks per segment, as in Chunked
+        var pieces = new List<Tensor>();
+        var (c, n, m) = Initial(0);
+        for (long c0 = 0; c0 < chunks; c0 += group)
+        {
+            long count = Math.Min(group, chunks - c0);
+            long offset = c0;
+            Tensor Piece(Tensor t) => t.narrow(2, offset * cs, count * cs);
+            var h = ChunkCore(Piece(qs), Piece(ks), Piece(vs), Piece(ig), Piece(lf), 1, heads, count, cs, dk, dv, eps,
+                ref c, ref n, ref m,
+                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? Initial(i) : state,
+                (j, state) =>
+                {
+                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
+                });
+            pieces.Add(h.reshape(1, heads, count * cs, dv));
+        }
+        var output = (pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter).to(q.dtype);
+        var final = new MLSTMKernelState(cat(finals.Select(f => f.C).ToArray(), 0), cat(finals.Select(f => f.N).ToArray(), 0),
+            cat(finals.Select(f => f.M).ToArray(), 0));
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary><see cref="Recurrent"/> on packed sequences: the same step, (C, n, m) reset at every boundary.</summary>
+    private static (Tensor Output, MLSTMKernelState FinalState) RecurrentPacked(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, MLSTMKernelState? initialState, double eps, Tensor cuSeqlens)
+    {
+        var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, null, eps);
+        var packed = PackedSequences.Validate(cuSeqlens, batch, length, nameof(q));
+        CheckPackedState(packed, initialState, heads, dk, dv, q);
+
+        using var scope = NewDisposeScope();
+        var ct = Precision.StateDType(q.dtype);
+        var qss = (q.to(ct) * (1.0 / Math.Sqrt(dk))).unbind(2);
+        var kss = k.to(ct).unbind(2);
+        var vss = v.to(ct).unbind(2);
+        var igs = inputGate.to(ct).unbind(2);
+        var lfs = nn.functional.logsigmoid(forgetGate.to(ct)).unbind(2);
+        var outputs = new Tensor[length];
+        var finals = new (Tensor C, Tensor N, Tensor M)[packed.Count];
+        for (int i = 0; i < packed.Count; i++)
+        {
+            var (c, n, m) = initialState is MLSTMKernelState init
+                ? (init.C.select(0, i).unsqueeze(0).to(ct), init.N.select(0, i).unsqueeze(0).to(ct), init.M.select(0, i).unsqueeze(0).to(ct))
+                : InitialState(null, 1, heads, dk, dv, ct, q.device);
+            for (long t = packed.Start(i); t < packed.Start(i) + packed.Length(i); t++)
+            {
+                var qt = qss[t];
+                var kt = kss[t];
+                var mNew = maximum(lfs[t] + m, igs[t]);
+                var fa = (lfs[t] + m - mNew).exp();
+                var ia = (igs[t] - mNew).exp();
+                c = fa.unsqueeze(-1).unsqueeze(-1) * c + ia.unsqueeze(-1).unsqueeze(-1) * (kt.unsqueeze(-1) * vss[t].unsqueeze(-2));
+                n = fa.unsqueeze(-1) * n + ia.unsqueeze(-1) * kt;
+                m = mNew;
+                var num = qt.unsqueeze(-2).matmul(c).squeeze(-2);
+                var den = (n * qt).sum(-1);
+                outputs[t] = num / (maximum(den.abs(), (-m).exp()) + eps).unsqueeze(-1);
+            }
+            finals[i] = (c, n, m);
+        }
+        var output = stack(outputs, 2).to(q.dtype);
+        var final = new MLSTMKernelState(cat(finals.Select(f => f.C).ToArray(), 0), cat(finals.Select(f => f.N).ToArray(), 0),
+            cat(finals.Select(f => f.M).ToArray(), 0));
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    private static void CheckPackedState(PackedSequences packed, MLSTMKernelState? initialState, long heads, long dk, long dv, Tensor q)
+    {
+        if (initialState is not MLSTMKernelState init) return;
+        StatePart(init.C, "C", new[] { packed.Count, heads, dk, dv }, "[N, NH, Dk, Dv] (one per packed sequence)", q);
+        StatePart(init.N, "N", new[] { packed.Count, heads, dk }, "[N, NH, Dk] (one per packed sequence)", q);
+        StatePart(init.M, "M", new[] { packed.Count, heads }, "[N, NH] (one per packed sequence)", q);
     }
 
     /// <summary>

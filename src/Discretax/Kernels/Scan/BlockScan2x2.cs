@@ -46,16 +46,17 @@ public static class BlockScan2x2
     /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
     /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = M_{t0} h0[i] + f_{t0}</c> with the initial state per sequence <c>[S, N, 2]</c> (null: <c>h_{t0} = f_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>M_{t0} h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N, 2]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
     /// <exception cref="ArgumentException">Shapes (a zero size included), dtypes or devices that do not fit together.</exception>
-    public static (Tensor Output, Tensor FinalState) Scan(Tensor m, Tensor f, Tensor? initialState = null) =>
-        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState);
+    public static (Tensor Output, Tensor FinalState) Scan(Tensor m, Tensor f, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// <see cref="Scan"/> with the implementation picked explicitly (tests run <see cref="KernelPath.Tensor"/> on CPU).
     /// </summary>
-    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor m, Tensor f, Tensor? initialState, KernelPath path) =>
-        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState, path: path);
+    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor m, Tensor f, Tensor? initialState, KernelPath path, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, m, f, initialState, path: path, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the reference
@@ -64,10 +65,11 @@ public static class BlockScan2x2
     /// <param name="m">Transition matrices <c>[N, 2, 2]</c>, <c>[L, N, 2, 2]</c> or <c>[B, L, N, 2, 2]</c>.</param>
     /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = M_{t0} h0[i] + f_{t0}</c> with the initial state per sequence <c>[S, N, 2]</c> (null: <c>h_{t0} = f_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>M_{t0} h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N, 2]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor m, Tensor f, Tensor? initialState = null) =>
-        ScanKernel<Layout>.Run(ScanForm.Recurrent, m, f, initialState);
+    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor m, Tensor f, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Recurrent, m, f, initialState, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any device
@@ -84,17 +86,34 @@ public static class BlockScan2x2
     /// <param name="f">Forcing terms <c>[B, L, N, 2]</c>, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N, 2]</c>; null means zeros.</param>
     /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = M_{t0} h0[i] + f_{t0}</c> with the initial state per sequence <c>[S, N, 2]</c> (null: <c>h_{t0} = f_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>M_{t0} h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N, 2]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N, 2]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N, 2]</c> (a fresh tensor); both in the dtype of <paramref name="f"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
-    public static (Tensor Output, Tensor FinalState) Parallel(Tensor m, Tensor f, Tensor? initialState = null, int chunkSize = DefaultChunkSize) =>
-        ScanKernel<Layout>.Run(ScanForm.Parallel, m, f, initialState, chunkSize);
+    public static (Tensor Output, Tensor FinalState) Parallel(Tensor m, Tensor f, Tensor? initialState = null, int chunkSize = DefaultChunkSize, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Parallel, m, f, initialState, chunkSize, cuSeqlens: cuSeqlens);
 
     /// <summary>What the 2x2-block scan states for the shared scan wrapper.</summary>
     internal sealed class Layout : IScanLayout
     {
         /// <inheritdoc/>
         public static string Name => "BlockScan2x2";
+
+        /// <inheritdoc/>
+        public static string InputsName => "f";
+
+        /// <inheritdoc/>
+        public static (Tensor Coefficients, Tensor Inputs) Reset(Tensor coefficients, Tensor inputs, Tensor starts, Tensor? initialState)
+        {
+            long len = inputs.shape[1], n = inputs.shape[2];
+            var m = Rank5(coefficients).expand(1, len, n, 2, 2).select(0, 0);           // [L, N, 2, 2]
+            var isStart = zeros(len, dtype: ScalarType.Bool, device: inputs.device).index_fill(0, starts, true).reshape(len, 1, 1, 1);
+            var reset = where(isStart, zeros_like(m), m);                                // M'_{t0} = 0
+            if (initialState is null) return (reset, inputs);
+            // f'_{t0} = f_{t0} + M_{t0} h0[n]
+            var entering = m.index_select(0, starts).matmul(initialState.unsqueeze(-1)).squeeze(-1).unsqueeze(0);   // [1, N_seq, N, 2]
+            return (reset, inputs.index_add(1, starts, entering, 1));
+        }
 
         /// <inheritdoc/>
         public static void Validate(Tensor coefficients, Tensor inputs, Tensor? initialState) =>

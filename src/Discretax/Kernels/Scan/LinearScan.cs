@@ -50,16 +50,17 @@ public static class LinearScan
     /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c> (or with size-1 dimensions).</param>
     /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = a_{t0} * h0[i] + b_{t0}</c> with the initial state per sequence <c>[S, N]</c> (null: <c>h_{t0} = b_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>a_{t0} * h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
     /// <exception cref="ArgumentException">Shapes (a zero size included), dtypes or devices that do not fit together.</exception>
-    public static (Tensor Output, Tensor FinalState) Scan(Tensor a, Tensor b, Tensor? initialState = null) =>
-        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState);
+    public static (Tensor Output, Tensor FinalState) Scan(Tensor a, Tensor b, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// <see cref="Scan"/> with the implementation picked explicitly (tests run <see cref="KernelPath.Tensor"/> on CPU).
     /// </summary>
-    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor a, Tensor b, Tensor? initialState, KernelPath path) =>
-        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState, path: path);
+    internal static (Tensor Output, Tensor FinalState) ScanWithPath(Tensor a, Tensor b, Tensor? initialState, KernelPath path, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Scan, a, b, initialState, path: path, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// The literal recurrence as a loop of tensor operations over <c>L</c> (differentiable by autograd): the
@@ -68,10 +69,11 @@ public static class LinearScan
     /// <param name="a">Coefficients broadcastable to <c>[B, L, N]</c>: <c>[N]</c>, <c>[L, N]</c> or <c>[B, L, N]</c>.</param>
     /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = a_{t0} * h0[i] + b_{t0}</c> with the initial state per sequence <c>[S, N]</c> (null: <c>h_{t0} = b_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>a_{t0} * h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
-    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor a, Tensor b, Tensor? initialState = null) =>
-        ScanKernel<Layout>.Run(ScanForm.Recurrent, a, b, initialState);
+    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor a, Tensor b, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Recurrent, a, b, initialState, cuSeqlens: cuSeqlens);
 
     /// <summary>
     /// The chunked parallel-in-time tensor form that <see cref="Scan"/> uses on non-CPU devices, callable on any
@@ -89,17 +91,34 @@ public static class LinearScan
     /// <param name="b">Inputs <c>[B, L, N]</c>, real or complex, every size at least 1.</param>
     /// <param name="initialState">State before the first step <c>[B, N]</c>; null means zeros.</param>
     /// <param name="chunkSize">Chunk length (at least 1); results do not depend on it beyond rounding.</param>
+    /// <param name="cuSeqlens">Packed sequences: null for the ordinary batch; else int64 <c>[S + 1]</c> cumulative boundaries (0 first, L last, strictly increasing) of S sequences (S, not N: N is the state width here) concatenated along time in one row (batch 1). The state is reset at every sequence start: at the first step <c>t0</c> of sequence i, <c>h_{t0} = a_{t0} * h0[i] + b_{t0}</c> with the initial state per sequence <c>[S, N]</c> (null: <c>h_{t0} = b_{t0}</c>), computed as the plain scan from a zero state with the coefficient of step <c>t0</c> set to 0 and <c>a_{t0} * h0[i]</c> added to its input; <c>FinalState</c> is <c>[S, N]</c>, the state at each sequence's last step (docs/kernels/contracts.md, "Packed sequences").</param>
     /// <returns><c>Output</c>: the states <c>[B, L, N]</c>; <c>FinalState</c>: <c>h_L</c> <c>[B, N]</c> (a fresh tensor); both in the dtype of <paramref name="b"/>.</returns>
     /// <exception cref="ArgumentException">Shapes, dtypes or devices that do not fit together.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> below 1.</exception>
-    public static (Tensor Output, Tensor FinalState) Parallel(Tensor a, Tensor b, Tensor? initialState = null, int chunkSize = DefaultChunkSize) =>
-        ScanKernel<Layout>.Run(ScanForm.Parallel, a, b, initialState, chunkSize);
+    public static (Tensor Output, Tensor FinalState) Parallel(Tensor a, Tensor b, Tensor? initialState = null, int chunkSize = DefaultChunkSize, Tensor? cuSeqlens = null) =>
+        ScanKernel<Layout>.Run(ScanForm.Parallel, a, b, initialState, chunkSize, cuSeqlens: cuSeqlens);
 
     /// <summary>What the diagonal scan states for the shared scan wrapper.</summary>
     internal sealed class Layout : IScanLayout
     {
         /// <inheritdoc/>
         public static string Name => "LinearScan";
+
+        /// <inheritdoc/>
+        public static string InputsName => "b";
+
+        /// <inheritdoc/>
+        public static (Tensor Coefficients, Tensor Inputs) Reset(Tensor coefficients, Tensor inputs, Tensor starts, Tensor? initialState)
+        {
+            long len = inputs.shape[1], n = inputs.shape[2];
+            var a = Rank3(coefficients).expand(1, len, n).select(0, 0);                 // [L, N]
+            var isStart = zeros(len, dtype: ScalarType.Bool, device: inputs.device).index_fill(0, starts, true).unsqueeze(1);
+            var reset = where(isStart, zeros_like(a), a);                                // a'_{t0} = 0
+            if (initialState is null) return (reset, inputs);
+            // b'_{t0} = b_{t0} + a_{t0} h0[n]
+            var entering = (a.index_select(0, starts) * initialState).unsqueeze(0);     // [1, N_seq, N]
+            return (reset, inputs.index_add(1, starts, entering, 1));
+        }
 
         /// <inheritdoc/>
         public static void Validate(Tensor coefficients, Tensor inputs, Tensor? initialState) =>

@@ -16,6 +16,9 @@ internal interface IScanLayout
     /// <summary>The kernel's name (error messages, the autograd node's name).</summary>
     static abstract string Name { get; }
 
+    /// <summary>The name of the inputs argument (error messages).</summary>
+    static abstract string InputsName { get; }
+
     /// <summary>Throws <see cref="ArgumentException"/> for shapes, dtypes or devices that do not fit together.</summary>
     static abstract void Validate(Tensor coefficients, Tensor inputs, Tensor? initialState);
 
@@ -34,6 +37,14 @@ internal interface IScanLayout
     /// <summary>The compiled CPU reverse scan: grad inputs, grad coefficients (canonical shape, or null), grad h0 (or null).</summary>
     static abstract (Tensor GradInputs, Tensor? GradCoefficients, Tensor? GradInitialState) CpuBackward(
         Tensor coefficients, Tensor gradStates, Tensor? states, Tensor? initialState, bool needCoefficients, bool needInitialState);
+
+    /// <summary>
+    /// Packed sequences (batch 1): canonical coefficients and inputs rewritten so that the plain scan from a zero
+    /// state resets at every sequence start <c>t0</c> (int64 <paramref name="starts"/>): <c>c'_{t0} = 0</c> and
+    /// <c>x'_{t0} = x_{t0} + op(c_{t0}, h0[n])</c> (only with a per-sequence <paramref name="initialState"/>
+    /// <c>[N, ...]</c>); every other step unchanged. The coefficients come back time-varying.
+    /// </summary>
+    static abstract (Tensor Coefficients, Tensor Inputs) Reset(Tensor coefficients, Tensor inputs, Tensor starts, Tensor? initialState);
 }
 
 /// <summary>The three evaluations a scan offers.</summary>
@@ -61,9 +72,28 @@ internal static class ScanKernel<TLayout> where TLayout : IScanLayout
     internal const int DefaultChunkSize = 64;
 
     internal static (Tensor Output, Tensor FinalState) Run(ScanForm form, Tensor coefficients, Tensor inputs, Tensor? initialState,
-        int chunkSize = DefaultChunkSize, KernelPath path = KernelPath.Auto)
+        int chunkSize = DefaultChunkSize, KernelPath path = KernelPath.Auto, Tensor? cuSeqlens = null)
     {
-        TLayout.Validate(coefficients, inputs, initialState);
+        PackedSequences? packed = null;
+        if (cuSeqlens is null)
+        {
+            TLayout.Validate(coefficients, inputs, initialState);
+        }
+        else
+        {
+            // Packed: the layout checks everything but the initial state, which is per sequence [N, ...].
+            TLayout.Validate(coefficients, inputs, null);
+            packed = PackedSequences.Validate(cuSeqlens, inputs.shape[0], inputs.shape[1], TLayout.InputsName);
+            if (initialState is not null)
+            {
+                var rest = inputs.shape.Skip(2).ToArray();
+                packed.CheckState(initialState, rest, "[sequences, " + string.Join(", ", rest) + "]");
+                if (initialState.dtype != inputs.dtype)
+                    throw new ArgumentException($"Expected initialState of the dtype of the inputs ({inputs.dtype}); got {initialState.dtype}.", nameof(initialState));
+                if (initialState.device.ToString() != inputs.device.ToString())
+                    throw new ArgumentException($"Expected initialState on the device of the inputs ({inputs.device}); got {initialState.device}.", nameof(initialState));
+            }
+        }
         Check.AtLeast(chunkSize, 1);
         using var scope = NewDisposeScope();
         var resultType = inputs.dtype;
@@ -76,6 +106,11 @@ internal static class ScanKernel<TLayout> where TLayout : IScanLayout
             h0 = h0?.to_type(ScalarType.Float32);
         }
         c = TLayout.Canonical(c, x);
+        if (packed is not null)
+        {
+            (c, x) = TLayout.Reset(c, x, packed.Starts(x.device), h0);
+            h0 = null;
+        }
         Tensor h;
         switch (form)
         {
@@ -101,8 +136,9 @@ internal static class ScanKernel<TLayout> where TLayout : IScanLayout
                 break;
         }
         if (h.dtype != resultType) h = h.to_type(resultType);
-        // A copy, not a view of the output: the caller owns and disposes the two independently.
-        var final = h.select(1, h.shape[1] - 1).clone();
+        // A copy, not a view of the output: the caller owns and disposes the two independently. Packed: the state at
+        // every sequence's last step, [N, ...] (index_select copies).
+        var final = packed is null ? h.select(1, h.shape[1] - 1).clone() : h.select(0, 0).index_select(0, packed.Ends(h.device));
         return (h.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
     }
 

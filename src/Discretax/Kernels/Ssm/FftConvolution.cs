@@ -47,8 +47,16 @@ public static class FftConvolution
     /// <remarks>Non-finite values: a NaN or infinity anywhere in <paramref name="u"/> or the kernel spreads through the
     /// FFT to every output, those before its step included (the transform mixes all positions); this kernel cannot keep
     /// them causal. Check inputs with <c>isfinite</c> where that matters (docs/kernels/contracts.md).</remarks>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). The convolution is then per
+    /// sequence: no kernel tap crosses a boundary, and the output at step t of sequence n depends only on that
+    /// sequence's steps. Computed on the sequences gathered into right-padded batches by length class (lengths up to
+    /// the same power of two share one batched FFT; the padding of a sequence is less than its length), so the work
+    /// stays within twice that of the sequences alone.
+    /// </param>
     /// <exception cref="ArgumentException">A shape, dtype or device does not match the description above.</exception>
-    public static Tensor Causal(Tensor u, Tensor kernel)
+    public static Tensor Causal(Tensor u, Tensor kernel, Tensor? cuSeqlens = null)
     {
         ArgumentNullException.ThrowIfNull(u);
         ArgumentNullException.ThrowIfNull(kernel);
@@ -67,6 +75,8 @@ public static class FftConvolution
         if (!Check.SameDevice(kernel.device, u.device))
             throw new ArgumentException($"Expected kernel on u's device {u.device}; got {kernel.device}.", nameof(kernel));
 
+        if (cuSeqlens is not null) return CausalPacked(u, kernel, PackedSequences.Validate(cuSeqlens, u.shape[0], length, nameof(u)));
+
         using var scope = NewDisposeScope();
         var compute = Precision.StateDType(u, kernel);
         var uc = u.to_type(compute);
@@ -76,6 +86,44 @@ public static class FftConvolution
             ? FftConvolutionFunction.apply(uc, kc)
             : FftConvolutionFunction.Compute(uc, kc, NextFastSize(length + kernelLength - 1)).Y;   // [B, L, H]
         return y.to_type(u.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <see cref="Causal"/> per packed sequence: the sequences are gathered by length class (the next power of two of
+    /// their length) into right-padded batches <c>[n, maxLen, H]</c>, convolved with the kernel cut to
+    /// <c>min(Lk, maxLen)</c> taps (a longer tap never reaches inside a sequence), and scattered back. Zero padding
+    /// after a sequence's end cannot reach its outputs (causality).
+    /// </summary>
+    private static Tensor CausalPacked(Tensor u, Tensor kernel, PackedSequences packed)
+    {
+        using var scope = NewDisposeScope();
+        long length = u.shape[1], channels = u.shape[2], kernelLength = kernel.shape[1];
+        var row = cat(new[] { u.select(0, 0), zeros_like(u.select(0, 0).narrow(0, 0, 1)) }, 0);   // [L + 1, H], row L zero
+        var positions = new long[length];
+        var pieces = new List<Tensor>();
+        long offset = 0;
+        foreach (var group in Enumerable.Range(0, packed.Count).GroupBy(i => System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)packed.Length(i))))
+        {
+            var members = group.ToArray();
+            long maxLen = members.Max(packed.Length);
+            var gather = new long[members.Length * maxLen];
+            Array.Fill(gather, length);
+            for (int r = 0; r < members.Length; r++)
+            {
+                long start = packed.Start(members[r]);
+                for (long t = 0; t < packed.Length(members[r]); t++)
+                {
+                    gather[r * maxLen + t] = start + t;
+                    positions[start + t] = offset + r * maxLen + t;
+                }
+            }
+            var batch = row.index_select(0, tensor(gather, device: u.device)).reshape(members.Length, maxLen, channels);
+            var y = Causal(batch, kernel.narrow(1, 0, Math.Min(kernelLength, maxLen)));
+            pieces.Add(y.reshape(members.Length * maxLen, channels));
+            offset += members.Length * maxLen;
+        }
+        var joined = pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 0);
+        return joined.index_select(0, tensor(positions, device: u.device)).unsqueeze(0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
