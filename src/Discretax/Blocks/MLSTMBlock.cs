@@ -87,6 +87,14 @@ public sealed class MLSTMBlock : SequenceModule
     }
 
     /// <inheritdoc />
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        var (mixed, mixerState) = RunChildPacked(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x, null) : x, cuSeqlens, ((BlockState?)state)?.Mixer, returnState);
+        var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed, null);
+        return (FeedForward(h, null), mixerState is null ? null : new BlockState(mixerState));
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         CheckChildState(xlstm, StreamingState.Expect<BlockState>(state, nameof(MLSTMBlock)).Mixer);
 

@@ -81,6 +81,14 @@ public sealed class StandardBlock : SequenceModule
     }
 
     /// <inheritdoc />
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        var h = Prenorm ? ApplyNorm(x, null) : x;
+        var (mixed, mixerState) = RunChildPacked(sequence_mixer, h, cuSeqlens, ((BlockState?)state)?.Mixer, returnState);
+        return (Finish(x, mixed, null), mixerState is null ? null : new BlockState(mixerState));
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         CheckChildState(sequence_mixer, StreamingState.Expect<BlockState>(state, nameof(StandardBlock)).Mixer);
 

@@ -58,6 +58,14 @@ public sealed class TransformerBlock : SequenceModule
     }
 
     /// <inheritdoc />
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        var (a, s) = RunChildPacked(attention, norm1.forward(x), cuSeqlens, ((BlockState?)state)?.Mixer, returnState);
+        var h = x + a;
+        return (h + ffn.forward(norm2.forward(h)), s is null ? null : new BlockState(s));
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         CheckChildState(attention, StreamingState.Expect<BlockState>(state, nameof(TransformerBlock)).Mixer);
 }

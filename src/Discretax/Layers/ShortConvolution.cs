@@ -63,6 +63,38 @@ public sealed class ShortConvolution : SequenceModule
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Native for fresh sequences: <c>y[t] = act(bias + sum_j weight[:, j] x[t - (K-1) + j])</c> with the taps before
+    /// the start of t's sequence left out (zero), so no tap crosses a boundary; the returned caches are each sequence's
+    /// last K-1 inputs (zeros before its start). Continuing from a state runs the padded path.
+    /// </remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        if (state is not null) return null;
+        long total = x.shape[1], n = cuSeqlens.shape[0] - 1;
+        var starts = cuSeqlens.narrow(0, 0, n);
+        var lengths = cuSeqlens.narrow(0, 1, n) - starts;
+        var position = arange(total, dtype: ScalarType.Int64, device: x.device) - starts.repeat_interleave(lengths);   // step within its sequence
+        var w = weight.to(x.dtype);
+        Tensor y = bias is null ? zeros_like(x) : bias.to(x.dtype).expand_as(x);
+        var zero = zeros(1, dtype: x.dtype, device: x.device);
+        for (int d = 0; d < KernelSize; d++)
+        {
+            var shifted = d == 0 ? x : nn.functional.pad(x, new long[] { 0, 0, d, 0 }).narrow(1, 0, total);
+            var tap = w.select(1, 0).select(1, KernelSize - 1 - d);                                                   // [H]
+            y = y + where((position >= d).view(1, total, 1), shifted, zero) * tap;
+        }
+        if (UseSilu) y = nn.functional.silu(y);
+        if (!returnState) return (y, null);
+        var ends = cuSeqlens.narrow(0, 1, n);
+        var index = ends.unsqueeze(1) - (KernelSize - 1) + arange(KernelSize - 1, dtype: ScalarType.Int64, device: x.device).unsqueeze(0); // [N, K-1]
+        var inside = index >= starts.unsqueeze(1);
+        var cache = x[0].index_select(0, index.clamp_min(0).reshape(-1)).view(n, KernelSize - 1, InFeatures);
+        cache = where(inside.unsqueeze(-1), cache, zero);
+        return (y, new ShortConvolutionState(cache, x.dtype));
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         StreamingState.Expect<ShortConvolutionState>(state, Describe()).Validate(KernelSize, InFeatures, Describe());
 

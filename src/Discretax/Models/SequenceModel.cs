@@ -113,6 +113,22 @@ public class SequenceModel : SequenceModule
     }
 
     /// <inheritdoc />
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        var previous = (SequenceModelState?)state;
+        var h = x;
+        var next = returnState ? new StreamingState[blocks.Count] : null;
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var (y, s) = RunChildPacked(blocks[i], h, cuSeqlens, previous?.Blocks[i], returnState);
+            h = y;
+            if (next is not null) next[i] = s!;
+        }
+        if (final_norm is not null) h = _finalNormKind.Apply(final_norm, h);
+        return (h, next is null ? null : new SequenceModelState(next));
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state)
     {
         var s = StreamingState.Expect<SequenceModelState>(state, GetType().Name);

@@ -128,9 +128,16 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     public bool AllowNegativeEigenvalues { get; }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, (DeltaNetState?)state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the short convolutions and the delta rule reset at every boundary (<c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, (DeltaNetState?)state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, DeltaNetState? previous, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
-        var previous = (DeltaNetState?)state;
         long b = x.shape[0], l = x.shape[1];
         var q = q_proj.forward(x);
         var k = k_proj.forward(x);
@@ -138,9 +145,9 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         ShortConvolutionState? qState = null, kState = null, vState = null;
         if (q_conv1d is not null)
         {
-            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState, lengths);
-            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState, lengths);
-            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState, lengths);
+            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState, lengths, cuSeqlens);
+            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState, lengths, cuSeqlens);
+            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState, lengths, cuSeqlens);
         }
         q = Heads(q, b, l);
         k = Heads(k, b, l);
@@ -154,9 +161,9 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         // Padded steps leave the memory as it is (beta = 0), so the final state is the one after each last valid step.
         if (lengths is not null) beta = where(SequenceLengths.Mask(lengths, l).unsqueeze(1), beta, zeros(1, dtype: beta.dtype, device: beta.device));
 
-        var (o, s) = l == 1 && previous is not null
+        var (o, s) = l == 1 && previous is not null && cuSeqlens is null
             ? DeltaRule.Recurrent(q, k, v, beta, previous.S)
-            : DeltaRule.Chunked(q, k, v, beta, ChunkSize, previous?.S);
+            : DeltaRule.Chunked(q, k, v, beta, ChunkSize, previous?.S, cuSeqlens);
 
         o = o.transpose(1, 2); // [B, L, NH, D]
         if (o_norm is not null) o = o_norm.forward(o);
@@ -177,8 +184,13 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         $"DeltaNetSequenceMixer(inFeatures: {InFeatures}, numHeads: {NumHeads}, headDim: {HeadDim}, useShortConv: {q_conv1d is not null})";
 
     private static (Tensor Output, ShortConvolutionState? State) Convolve(ShortConvolution conv, Tensor x, ShortConvolutionState? state,
-        bool returnState, Tensor? lengths)
+        bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
+        if (cuSeqlens is not null)
+        {
+            var (yp, sp) = RunChildPacked(conv, x, cuSeqlens, state, returnState);
+            return (yp, (ShortConvolutionState?)sp);
+        }
         if (!returnState && state is null) return (conv.forward(x, lengths), null);
         var (y, next) = conv.Stream(x, state, lengths);
         return (y, (ShortConvolutionState)next);

@@ -94,14 +94,22 @@ public sealed class LRUSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, (LRUState?)state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the scan resets at every boundary (the kernel's <c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, (LRUState?)state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, LRUState? state, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
         var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
         var g = gamma_log.to(dtype).exp().unsqueeze(1);
         var bu = ComplexProjection.ToComplex(u, B_re.to(dtype) * g, B_im.to(dtype) * g);          // [B, L, N]
         var lambda = torch.polar((-nu_log.to(dtype).exp()).exp(), theta_log.to(dtype).exp());
-        var (h, last) = LinearScan.Scan(lambda, bu, ((LRUState?)state)?.H);
+        var (h, last) = LinearScan.Scan(lambda, bu, state?.H, cuSeqlens);
         var y = ComplexProjection.RealPart(h, C_re.to(dtype), C_im.to(dtype)) + u * D.to(dtype);  // Re(C h) + D x
         if (!returnState) return (y.to(x.dtype), null);
         return (y.to(x.dtype), new LRUState(lengths is null ? last : SequenceLengths.AtLast(h, lengths), x.dtype));

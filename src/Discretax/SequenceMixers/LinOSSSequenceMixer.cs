@@ -180,10 +180,18 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the scan resets at every boundary (the kernel's <c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, StreamingState? state, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
         var dtype = Precision.StateDType(x.dtype);
-        long bsz = x.shape[0], n = StateDim;
+        long n = StateDim;
         var u = x.to(dtype);
         var (a, g, dt) = Coefficients(dtype);
         var (m, c1, c2) = Matrices(a, g, dt);
@@ -195,16 +203,18 @@ public sealed class LinOSSSequenceMixer : SequenceMixer
         Tensor? h0 = null;
         if (state is LinOSSState previous)
         {
-            var z0 = previous.Z.to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
-            var y0 = previous.Y.to(dtype).permute(0, 2, 1).reshape(bsz, 2 * n);
+            var z0 = previous.Z.to(dtype).permute(0, 2, 1).reshape(previous.BatchSize, 2 * n);
+            var y0 = previous.Y.to(dtype).permute(0, 2, 1).reshape(previous.BatchSize, 2 * n);
             h0 = stack(new[] { z0, y0 }, -1);
         }
-        var (h, _) = BlockScan2x2.Scan(m2, f, h0);                                                       // [B, L, 2N, 2]
+        var (h, final) = BlockScan2x2.Scan(m2, f, h0, cuSeqlens);                                        // [B, L, 2N, 2]
         var y = h.select(-1, 1);
         var cw = C.to(dtype);
         var output = y.narrow(-1, 0, n).matmul(cw.select(-1, 0).t()) - y.narrow(-1, n, n).matmul(cw.select(-1, 1).t()) + u * D.to(dtype);
         if (!returnState) return (output.to(x.dtype), null);
-        var last = lengths is null ? h.select(1, h.shape[1] - 1) : SequenceLengths.AtLast(h, lengths);  // [B, 2N, 2]
+        var last = cuSeqlens is not null ? final                                                       // [N, 2N, 2] per packed sequence
+            : lengths is null ? h.select(1, h.shape[1] - 1) : SequenceLengths.AtLast(h, lengths);       // [B, 2N, 2]
+        long bsz = last.shape[0];
         var zl = last.select(-1, 0).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
         var yl = last.select(-1, 1).reshape(bsz, 2, n).permute(0, 2, 1).contiguous();
         return (output.to(x.dtype), new LinOSSState(zl, yl, x.dtype));

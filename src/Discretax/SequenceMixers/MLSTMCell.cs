@@ -148,7 +148,7 @@ internal sealed class MLSTMCell
     /// <paramref name="previous"/>), and the multi-head norm. Returns <c>outnorm(h) [B, L, Dv]</c> and the kernel's state.
     /// </summary>
     public (Tensor H, MLSTMKernelState State) Forward(Tensor q, Tensor k, Tensor v, Tensor gateInput, MLSTMState? previous,
-        Tensor? lengths = null)
+        Tensor? lengths = null, Tensor? cuSeqlens = null)
     {
         long b = q.shape[0], l = q.shape[1], nh = NumHeads;
         var gt = Precision.StateDType(q.dtype);
@@ -166,7 +166,7 @@ internal sealed class MLSTMCell
         var kh = k.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var vh = v.reshape(b, l, nh, VDim / nh).transpose(1, 2);
         MLSTMKernelState? start = previous is null ? null : new MLSTMKernelState(previous.C, previous.N, previous.M);
-        var (h, state) = MLSTMKernel.Chunked(qh, kh, vh, ig, fg, ChunkSize, start);
+        var (h, state) = MLSTMKernel.Chunked(qh, kh, vh, ig, fg, ChunkSize, start, cuSeqlens: cuSeqlens);
         return (outnorm.forward(h.transpose(1, 2)).reshape(b, l, VDim), state);
     }
 

@@ -186,13 +186,22 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
 
     /// <inheritdoc />
     /// <remarks>The state is an <see cref="MLSTMState"/>: the cell's (C, n, m) and the convolution's state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, (MLSTMState?)state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the convolution and the cell reset at every boundary (<c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, (MLSTMState?)state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, MLSTMState? previous, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
-        var previous = (MLSTMState?)state;
         var up = proj_up.forward(x);
         var xm = up.narrow(-1, 0, InnerDim);
         var z = up.narrow(-1, InnerDim, VDim);
-        var (xc, convState) = RunChild(conv1d, xm, previous?.Conv, returnState, lengths);
+        var (xc, convState) = cuSeqlens is null
+            ? RunChild(conv1d, xm, previous?.Conv, returnState, lengths)
+            : RunChildPacked(conv1d, xm, cuSeqlens, previous?.Conv, returnState);
         var c = nn.functional.silu(xc);
         var q = q_proj.forward(c);
         var k = k_proj.forward(c);
@@ -205,7 +214,7 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
             _ => c,
         };
         var skip = x_mlstm_conv_scaling is null ? c : x_mlstm_conv_scaling.forward(c);
-        var (h, cell) = _cell.Forward(q, k, v, gin, previous, lengths);
+        var (h, cell) = _cell.Forward(q, k, v, gin, previous, lengths, cuSeqlens);
         var y = dropout.forward(proj_down.forward((h + learnable_skip.to(x.dtype) * skip) * nn.functional.silu(z)));
         return MLSTMCell.Result(y, cell, returnState, x.dtype, (ShortConvolutionState?)convState);
     }

@@ -138,13 +138,21 @@ public sealed class MLSTMV1SequenceMixer : SequenceMixer
 
     /// <inheritdoc />
     /// <remarks>The state is an <see cref="MLSTMState"/> with the cell's (C, n, m) and no convolution state.</remarks>
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the cell resets at every boundary (<c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, StreamingState? state, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
         var q = dense_q.forward(x);
         var k = dense_k.forward(x);
         var v = dense_v.forward(x);
         var o = dense_o.forward(x);
-        var (h, cell) = _cell.Forward(q, k, v, x, (MLSTMState?)state, lengths);
+        var (h, cell) = _cell.Forward(q, k, v, x, (MLSTMState?)state, lengths, cuSeqlens);
         var y = dropout.forward(proj_down.forward(nn.functional.sigmoid(o) * h));
         return MLSTMCell.Result(y, cell, returnState, x.dtype);
     }

@@ -209,6 +209,16 @@ public sealed class S4DSequenceMixer : SequenceMixer
     protected override int TimeDim => Transposed ? 2 : 1;
 
     /// <inheritdoc />
+    /// <remarks>Native for a forward of fresh sequences: the FFT convolution per sequence (<c>cuSeqlens</c>; no kernel
+    /// tap crosses a boundary). Streaming runs the padded path.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        if (state is not null || returnState) return null;
+        var u = Transposed ? x.transpose(1, 2) : x;                              // [1, T, H]
+        return (Finish(u, FftConvolution.Causal(u, Kernel(u.shape[1]), cuSeqlens)), null);
+    }
+
+    /// <inheritdoc />
     protected internal override void CheckState(StreamingState state) =>
         StreamingState.Expect<S4DState>(state, Describe()).Validate(new[] { state.BatchSize, InFeatures, StateDim / 2 }, "[B, H, N/2]", Describe());
 

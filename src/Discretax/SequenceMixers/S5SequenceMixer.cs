@@ -208,13 +208,21 @@ public sealed class S5SequenceMixer : SequenceMixer
     }
 
     /// <inheritdoc />
-    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
+    protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths) =>
+        Compute(x, (S5State?)state, returnState, lengths, null);
+
+    /// <inheritdoc />
+    /// <remarks>Native: the scan resets at every boundary (the kernel's <c>cuSeqlens</c>), no padding.</remarks>
+    protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) =>
+        Compute(x, (S5State?)state, returnState, null, cuSeqlens);
+
+    private (Tensor Output, StreamingState? State) Compute(Tensor x, S5State? state, bool returnState, Tensor? lengths, Tensor? cuSeqlens)
     {
         var dtype = Precision.StateDType(x.dtype);
         var u = x.to(dtype);
         var (lambdaBar, bBar) = DiscretizeCore(dtype);
         var bu = ComplexProjection.ToComplex(u, bBar.real, bBar.imag);              // [B, L, P]
-        var (states, last) = LinearScan.Scan(lambdaBar, bu, ((S5State?)state)?.X);  // [B, L, P]
+        var (states, last) = LinearScan.Scan(lambdaBar, bu, state?.X, cuSeqlens);  // [B, L, P]
         var c = C.to(dtype);
         var y = ComplexProjection.RealPart(states, c.select(2, 0), c.select(2, 1));  // Re(C x)
         if (ConjSym) y = y * 2.0;

@@ -89,9 +89,9 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     public Tensor ForwardPacked(Tensor x, Tensor cuSeqlens)
     {
         using var scope = NewDisposeScope();
-        var (padded, lengths, unbatched) = Unpack(x, cuSeqlens);
-        var y = forward(padded, lengths);
-        return Repack(y, lengths, unbatched).MoveToOuterDisposeScope();
+        var (y, state) = Packed(x, cuSeqlens, null, false);
+        state?.Dispose();
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -105,36 +105,86 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     public (Tensor Output, StreamingState State) StreamPacked(Tensor x, Tensor cuSeqlens, StreamingState? state = null)
     {
         using var scope = NewDisposeScope();
-        var (padded, lengths, unbatched) = Unpack(x, cuSeqlens);
-        var (y, next) = Stream(padded, state, lengths);
-        var output = Repack(y, lengths, unbatched).MoveToOuterDisposeScope();
+        var (y, next) = Packed(x, cuSeqlens, state, true);
+        if (next is null) throw new InvalidOperationException($"{GetType().Name}.RunPacked returned no state although returnState was true.");
+        var output = y.MoveToOuterDisposeScope();
         next.MoveToOuterDisposeScope();
         return (output, next);
     }
 
-    // Packed [1, T, H] (time in TimeDim) -> padded [N, maxLen, H] (same layout) and lengths [N].
-    private (Tensor Padded, Tensor Lengths, bool Unbatched) Unpack(Tensor x, Tensor cuSeqlens)
+    /// <summary>
+    /// The module's own computation on packed sequences, or null when it has none (then the base runs them as one
+    /// right-padded batch with their lengths, which is exact but spends the padding's compute). Runs inside a dispose
+    /// scope on a validated <c>x [1, T, H]</c> (the module's layout) in the compute dtype, with validated boundaries
+    /// and a state (batch N) already checked; returns the packed output and, when <paramref name="returnState"/>, the
+    /// state after each sequence's last step.
+    /// </summary>
+    /// <param name="x">The packed input, batch 1.</param>
+    /// <param name="cuSeqlens">The boundaries, int64 <c>[N + 1]</c> on x's device.</param>
+    /// <param name="state">The state of the N sequences to continue, or null.</param>
+    /// <param name="returnState">Whether to build and return the final states.</param>
+    protected virtual (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState) => null;
+
+    /// <summary>Runs <paramref name="child"/> on packed sequences as <see cref="RunPacked"/> would (for blocks and models).</summary>
+    /// <param name="child">The inner sequence module.</param>
+    /// <param name="x">Its packed input.</param>
+    /// <param name="cuSeqlens">The boundaries.</param>
+    /// <param name="state">Its state (batch N), or null.</param>
+    /// <param name="returnState">Whether its final states are wanted.</param>
+    protected static (Tensor Output, StreamingState? State) RunChildPacked(SequenceModule child, Tensor x, Tensor cuSeqlens,
+        StreamingState? state, bool returnState)
     {
-        var (batched, unbatched) = PrepareInput(x, nameof(x));
+        if (state is null && !returnState) return (child.ForwardPacked(x, cuSeqlens), null);
+        var (y, next) = child.StreamPacked(x, cuSeqlens, state);
+        if (returnState) return (y, next);
+        next.Dispose();
+        return (y, null);
+    }
+
+    private (Tensor Output, StreamingState? State) Packed(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
+    {
+        var (batched, unbatched, input) = Prepare(x);
         if (batched.shape[0] != 1)
             throw new ArgumentException($"Expected packed sequences in one row (batch 1); got shape {Check.Shape(x)}.", nameof(x));
-        long total = batched.shape[TimeDim];
-        var lengths = PackedLengths(cuSeqlens, total, batched.device);
-        long n = lengths.shape[0], longest = lengths.max().item<long>();
-        var starts = cuSeqlens.narrow(0, 0, n).to_type(ScalarType.Int64);
+        var lengths = PackedLengths(cuSeqlens, input.shape[TimeDim], input.device);
+        if (state is not null)
+        {
+            state.CheckCompatible(lengths.shape[0], input.device, input.dtype, nameof(state));
+            CheckState(state);
+        }
+        Tensor y;
+        StreamingState? next;
+        if (RunPacked(input, cuSeqlens, state, returnState) is { } native)
+            (y, next) = native;
+        else
+        {
+            var padded = Unpack(input, cuSeqlens, lengths);
+            if (state is null && !returnState) (y, next) = (forward(padded, lengths), null);
+            else (y, next) = Stream(padded, state, lengths);
+            y = Repack(y, lengths);
+        }
+        if (returnState && next is null)
+            throw new InvalidOperationException($"{GetType().Name}.RunPacked returned no state although returnState was true.");
+        return (Finish(y, x, batched, unbatched), next);
+    }
+
+    // Packed [1, T, H] (time in TimeDim) -> padded [N, maxLen, H] (same layout).
+    private Tensor Unpack(Tensor batched, Tensor cuSeqlens, Tensor lengths)
+    {
+        long total = batched.shape[TimeDim], n = lengths.shape[0], longest = lengths.max().item<long>();
+        var starts = cuSeqlens.narrow(0, 0, n);
         var index = (starts.unsqueeze(1) + arange(longest, dtype: ScalarType.Int64, device: batched.device).unsqueeze(0)).clamp_max(total - 1); // [N, maxLen]
         var timeFirst = TimeDim == 1 ? batched[0] : batched[0].transpose(0, 1);                    // [T, H]
         var padded = timeFirst.index_select(0, index.reshape(-1)).view(n, longest, -1);             // [N, maxLen, H]
-        return (TimeDim == 1 ? padded : padded.transpose(1, 2), lengths, unbatched);
+        return TimeDim == 1 ? padded : padded.transpose(1, 2);
     }
 
-    private Tensor Repack(Tensor y, Tensor lengths, bool unbatched)
+    // Padded [N, maxLen, H'] (module layout) -> packed [1, T, H'].
+    private Tensor Repack(Tensor y, Tensor lengths)
     {
         var timeFirst = TimeDim == 1 ? y : y.transpose(1, 2);                                        // [N, maxLen, H']
-        var valid = SequenceLengths.Mask(lengths, timeFirst.shape[1]);
-        var packed = timeFirst[valid];                                                              // [T, H'], sequences in order
-        if (TimeDim != 1) packed = packed.transpose(0, 1);
-        return unbatched ? packed : packed.unsqueeze(0);
+        var packed = timeFirst[SequenceLengths.Mask(lengths, timeFirst.shape[1])];                  // [T, H'], sequences in order
+        return (TimeDim == 1 ? packed : packed.transpose(0, 1)).unsqueeze(0);
     }
 
     private static Tensor PackedLengths(Tensor cuSeqlens, long total, Device device)
