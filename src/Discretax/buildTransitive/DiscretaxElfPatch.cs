@@ -87,7 +87,8 @@ namespace Discretax.Build
 
         /// <summary>
         /// Sets <c>VER_FLG_WEAK</c> on the need of <paramref name="version"/> from <paramref name="library"/>,
-        /// writing only the two bytes of that entry's <c>vna_flags</c>. Idempotent.
+        /// writing only the two bytes of that entry's <c>vna_flags</c> (in a copy that replaces the file, so other hard
+        /// links to it, such as a NuGet cache's, keep the original). Idempotent.
         /// </summary>
         public static ElfPatchOutcome MarkWeak(string path, string library, string version)
         {
@@ -107,11 +108,25 @@ namespace Discretax.Build
             if (target.IsWeak) return ElfPatchOutcome.AlreadyWeak;
 
             ushort flags = (ushort)(target.Flags | VerFlagWeak);
-            using (FileStream stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read))
+            // Patch a copy and move it over the file, so the file gets a new inode: an output copy that is a hard
+            // link into the NuGet cache (MSBuild's hard-link copy options, or a tool that links files) must not
+            // change the cache's library with it.
+            string temporary = path + ".discretax-patch";
+            File.Copy(path, temporary, true);
+            try
             {
-                stream.Seek(target.FlagsOffset, SeekOrigin.Begin);
-                stream.WriteByte((byte)(flags & 0xff));
-                stream.WriteByte((byte)(flags >> 8));
+                using (FileStream stream = new FileStream(temporary, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+                {
+                    stream.Seek(target.FlagsOffset, SeekOrigin.Begin);
+                    stream.WriteByte((byte)(flags & 0xff));
+                    stream.WriteByte((byte)(flags >> 8));
+                }
+                File.Delete(path);
+                File.Move(temporary, path);
+            }
+            finally
+            {
+                if (File.Exists(temporary)) File.Delete(temporary);
             }
             return ElfPatchOutcome.Patched;
         }

@@ -3,12 +3,27 @@ using Discretax.Build;
 namespace Discretax.Tests.Build;
 
 /// <summary>
-/// The libLibTorchSharp.so patch on a real, unpatched copy of the library from the TorchSharp package
-/// (copied into the test output as TestAssets/libLibTorchSharp.original.so).
+/// The libLibTorchSharp.so patch on a real, unpatched copy of the library, extracted from the TorchSharp package
+/// file (copied into the test output as TestAssets/torchsharp.nupkg).
 /// </summary>
 public sealed class ElfVersionNeedsTests : IDisposable
 {
-    private static readonly string Original = Path.Combine(AppContext.BaseDirectory, "TestAssets", "libLibTorchSharp.original.so");
+    private static readonly Lazy<string> OriginalFile = new(ExtractOriginal);
+
+    /// <summary>The unpatched libLibTorchSharp.so, extracted once from the TorchSharp package file.</summary>
+    private static string Original => OriginalFile.Value;
+
+    private static string ExtractOriginal()
+    {
+        string package = Path.Combine(AppContext.BaseDirectory, "TestAssets", "torchsharp.nupkg");
+        string path = Path.Combine(Path.GetTempPath(), $"discretax-libLibTorchSharp-{Environment.ProcessId}.original.so");
+        using var zip = new System.IO.Compression.ZipArchive(File.OpenRead(package));
+        using (var entry = zip.GetEntry("runtimes/linux-x64/native/libLibTorchSharp.so")!.Open())
+        using (var file = File.Create(path))
+            entry.CopyTo(file);
+        return path;
+    }
+
     private readonly string _dir = Directory.CreateTempSubdirectory("discretax-elf-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
@@ -58,6 +73,28 @@ public sealed class ElfVersionNeedsTests : IDisposable
         byte[] once = File.ReadAllBytes(path);
         ElfVersionNeeds.MarkWeak(path, "libstdc++.so.6", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.AlreadyWeak);
         File.ReadAllBytes(path).Should().Equal(once);
+    }
+
+    /// <summary>
+    /// An output copy that is a hard link to another file (as MSBuild's hard-link copies into the NuGet cache make
+    /// it) is patched as a new file: the other link keeps the original bytes, and the file keeps its permissions.
+    /// </summary>
+    [SkippableFact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void AHardLinkedCopyIsPatchedWithoutChangingTheOtherLink()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "hard links are made with ln here");
+        string original = Copy();
+        string linked = original + ".link";
+        using (var ln = System.Diagnostics.Process.Start("ln", new[] { original, linked })!) ln.WaitForExit();
+        File.Exists(linked).Should().BeTrue();
+        byte[] before = File.ReadAllBytes(original);
+        var mode = File.GetUnixFileMode(linked);
+        ElfVersionNeeds.MarkWeak(linked, "libstdc++.so.6", "GLIBCXX_3.4.32").Should().Be(ElfPatchOutcome.Patched);
+        File.ReadAllBytes(original).Should().Equal(before, "the other hard link (the cache's copy) must not change");
+        ElfVersionNeeds.Read(linked).Single(n => n.Version == "GLIBCXX_3.4.32").IsWeak.Should().BeTrue();
+        File.GetUnixFileMode(linked).Should().Be(mode);
+        File.Exists(linked + ".discretax-patch").Should().BeFalse();
     }
 
     [Fact]
