@@ -26,6 +26,12 @@ namespace Discretax.Models;
 /// checkpoint loads into a tied model only.</para>
 /// <para>The logits are in the embedding's dtype (convert the whole model: <c>lm.to(ScalarType.Float64)</c>); the
 /// model applies the library's dtype rule inside.</para>
+/// <para><b>Use a model with per-position norms.</b> Batch norm (the default of the discretax-style presets
+/// <c>DeltaNet</c>, <c>LRU</c>, <c>S4D</c>, <c>S5</c>, <c>LinOSS</c>) normalizes a training batch with statistics over
+/// all its steps, so in training mode a step's output depends on later tokens: a language model trained that way
+/// learns from the future and generates poorly in eval mode. Build such a model with
+/// <c>SequenceModel.Standard(..., norm: NormKind.Layer)</c> (or <c>NormKind.Rms</c>); <c>MLSTM</c> and
+/// <c>TransformerDeltaNet</c> use per-position norms already.</para>
 /// </summary>
 public sealed class CausalLM : nn.Module<Tensor, Tensor>
 {
