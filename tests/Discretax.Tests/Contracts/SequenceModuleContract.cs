@@ -640,4 +640,30 @@ public abstract class SequenceModuleContract
             TestUtil.MaxAbsDiff(ga, gb).Should().BeLessThanOrEqualTo(1e-9 * scale, $"gradient of {name}");
         }
     }
+
+    /// <summary>
+    /// Causality in training mode (dropout off), for every module without batch norm: batch norm's training
+    /// statistics span all steps, so a batch-norm module is causal in eval mode only (docs/architecture.md); every
+    /// other module must be causal while it trains too, as a language model needs (float64, 1e-9).
+    /// </summary>
+    [Fact]
+    public void OutputsBeforeAChangeDoNotDependOnItInTrainingToo()
+    {
+        using var scope = NewDisposeScope();
+        var m = Create();
+        if (m.named_modules().Any(c => c.module is TorchSharp.Modules.BatchNorm1d)) return; // causal in eval mode only, by design
+        m.train();
+        foreach (var (_, child) in m.named_modules())
+            if (child is Discretax.Layers.FastDropout) child.eval();
+        var g = new Generator(43);
+        const int t0 = 6;
+        var x = Input(g, 2, 14, Features);
+        var x2 = x.clone();
+        x2.narrow(1, t0, 14 - t0).add_(Input(g, 2, 14 - t0, Features));
+        var y = m.forward(x);
+        var y2 = m.forward(x2);
+        TestUtil.MaxAbsDiff(y.narrow(1, 0, t0), y2.narrow(1, 0, t0)).Should().BeLessThanOrEqualTo(Tolerance,
+            "in training mode too, outputs before t0 must not see a change at t0 or later");
+        TestUtil.MaxAbsDiff(y.narrow(1, t0, 14 - t0), y2.narrow(1, t0, 14 - t0)).Should().BeGreaterThan(1e-6);
+    }
 }
