@@ -48,17 +48,20 @@ internal sealed class RnnLanguageModel : nn.Module<Tensor, Tensor>, ILanguageMod
         return (lm_head.forward(yg), (hg, null));
     }
 
-    public Tensor Loss(Tensor tokens, Tensor? lengths)
+    /// <summary>The windows as they are (TorchSharp's RNNs take no <c>cu_seqlens</c>: the state runs on across an
+    /// end-of-text inside a window).</summary>
+    public (Tensor Loss, long Predicted) Loss(Tensor tokens, Tensor? lengths)
     {
         using var scope = NewDisposeScope();
         long length = tokens.shape[1];
         var logits = forward(tokens);                                                   // causal: padding after a sequence never reaches it
         var logProbs = logits.narrow(1, 0, length - 1).log_softmax(-1);
         var picked = logProbs.gather(-1, tokens.narrow(1, 1, length - 1).unsqueeze(-1)).squeeze(-1);   // [B, L-1]
-        if (lengths is null) return picked.mean().neg().MoveToOuterDisposeScope();
+        if (lengths is null) return (picked.mean().neg().MoveToOuterDisposeScope(), picked.numel());
         var predicted = arange(1, length, device: tokens.device).unsqueeze(0).lt(lengths.unsqueeze(1));  // t + 1 < len_b
         var total = where(predicted, picked, zeros(1, device: picked.device)).sum();
-        return total.div(predicted.sum()).neg().MoveToOuterDisposeScope();
+        long count = predicted.sum().item<long>();
+        return (total.div(count).neg().MoveToOuterDisposeScope(), count);
     }
 
     public long[][] Generate(IReadOnlyList<long[]> prompts, int maxNewTokens, double temperature, int? topK, long seed, long? stopToken)

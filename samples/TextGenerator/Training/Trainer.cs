@@ -72,7 +72,7 @@ internal sealed class Trainer(ILanguageModel model, Device device, TrainSettings
                 using var scope = NewDisposeScope();
                 var (ids, lengths) = ToTensors(batches[i]);
                 optimizer.zero_grad();
-                var loss = model.Loss(ids, lengths);
+                var (loss, _) = model.Loss(ids, lengths);
                 loss.backward();
                 optimizer.step();
                 double value = loss.item<float>();
@@ -109,8 +109,8 @@ internal sealed class Trainer(ILanguageModel model, Device device, TrainSettings
             {
                 using var scope = NewDisposeScope();
                 var (ids, lengths) = ToTensors(batch);
-                long predicted = batch.Lengths.Sum(l => l - 1);
-                total += model.Loss(ids, lengths).item<float>() * predicted;
+                var (loss, predicted) = model.Loss(ids, lengths);
+                total += loss.item<float>() * predicted;
                 count += predicted;
             }
             return count == 0 ? double.NaN : total / count;

@@ -149,6 +149,40 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// The next-token cross-entropy of packed documents: <paramref name="tokens"/> <c>[T]</c> (or <c>[1, T]</c>) holds N
+    /// documents back to back, document n at steps <c>cuSeqlens[n] .. cuSeqlens[n + 1] - 1</c>; the model runs them
+    /// packed (its state starts afresh at every boundary, <see cref="SequenceModule.ForwardPacked"/>), and a step predicts
+    /// the next token of its own document only:
+    /// <code>
+    /// loss = - sum_n sum_{t = start_n}^{end_n - 2} log softmax(logits[t])[tokens[t + 1]]  /  sum_n (len_n - 1)
+    /// </code>
+    /// Equal to <see cref="Loss"/> of the N documents as a right-padded batch, without computing any padding.
+    /// </summary>
+    /// <param name="tokens">Integer ids <c>[T]</c> or <c>[1, T]</c> in <c>[0, V)</c>.</param>
+    /// <param name="cuSeqlens">The boundaries, int64 <c>[N + 1]</c>: 0, strictly increasing, ending at T.</param>
+    /// <returns>The scalar loss (float32, float64 for a float64 model) and the number of predicted tokens.</returns>
+    public (Tensor Loss, long Predicted) LossPacked(Tensor tokens, Tensor cuSeqlens)
+    {
+        using var scope = NewDisposeScope();
+        var (ids, _, _) = PrepareTokens(tokens, null, nameof(tokens));
+        if (ids.shape[0] != 1)
+            throw new ArgumentException($"Expected packed tokens in one row, [T] or [1, T]; got shape {Check.Shape(tokens)}.", nameof(tokens));
+        long length = ids.shape[1];
+        var logits = Head(model.ForwardPacked(embeddings.forward(ids), cuSeqlens), null);         // [1, T, V]; validates cuSeqlens
+        var starts = zeros(length + 1, dtype: ScalarType.Bool, device: ids.device);
+        starts.index_fill_(0, cuSeqlens, true);                                                  // boundaries (and T)
+        var predicted = starts.narrow(0, 1, length - 1).logical_not();                           // t + 1 inside t's document
+        long count = length < 2 ? 0 : predicted.sum().item<long>();
+        if (count == 0)
+            throw new ArgumentException("Expected at least one document of at least 2 tokens to predict a next token.", nameof(cuSeqlens));
+        var wide = Precision.StateDType(logits.dtype);
+        var logProbs = logits[0].narrow(0, 0, length - 1).to_type(wide).log_softmax(-1);         // [T-1, V]
+        var picked = logProbs.gather(-1, ids[0].narrow(0, 1, length - 1).unsqueeze(-1)).squeeze(-1);
+        var total = where(predicted, picked, zeros(1, dtype: picked.dtype, device: picked.device)).sum();
+        return (total.div(count).neg().MoveToOuterDisposeScope(), count);
+    }
+
+    /// <summary>
     /// Samples a continuation of each prompt; returns the new tokens per prompt (not the prompt).
     /// <para>The prompts go through the model as one right-padded batch, <c>model.Stream(x, null, lengths)</c>, which
     /// returns each sequence's state after its last valid token; the first new token of prompt b is drawn from its
