@@ -1,3 +1,4 @@
+using SampleSupport;
 using System.CommandLine;
 using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
@@ -44,7 +45,7 @@ public static class CommandLineApp
     public static string ParseErrorMessage(string message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        message = OneLine(message);
+        message = Messages.OneLine(message);
         var m = Regex.Match(message, @"^Unrecognized command or argument '(.*)'\.$");
         if (m.Success) return $"{m.Groups[1].Value} is not an option or command here";
         m = Regex.Match(message, @"^Required argument missing for option: '(.*)'\.$");
@@ -191,36 +192,13 @@ public static class CommandLineApp
         }
         catch (OptionException e)
         {
-            ReportOptionError(console, OneLine(e), command);
+            ReportOptionError(console, Messages.OneLine(e), command);
             return 1;
         }
         catch (Exception e) when (e is DataFileException or CheckpointException or ArgumentException or IOException or UnauthorizedAccessException)
         {
-            Terminal.Line(console, $"[red]error:[/] {Markup.Escape(OneLine(e))}");
+            Terminal.Line(console, $"[red]error:[/] {Markup.Escape(Messages.OneLine(e))}");
             return 1;
         }
-    }
-
-    /// <summary>An exception's message as one line, without .NET's "(Parameter 'x')" and "Actual value was" suffixes.</summary>
-    /// <param name="e">The exception.</param>
-    public static string OneLine(Exception e)
-    {
-        ArgumentNullException.ThrowIfNull(e);
-        var message = e.Message;
-        if (e is ArgumentException { ParamName: not null } a)
-        {
-            int cut = message.IndexOf($" (Parameter '{a.ParamName}')", StringComparison.Ordinal);
-            if (cut >= 0) message = message[..cut];
-        }
-        return OneLine(message);
-    }
-
-    /// <summary>The first line of <paramref name="message"/>.</summary>
-    /// <param name="message">The message.</param>
-    public static string OneLine(string message)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        int newline = message.IndexOfAny(new[] { '\r', '\n' });
-        return newline < 0 ? message : message[..newline];
     }
 }

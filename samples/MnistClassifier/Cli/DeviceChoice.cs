@@ -1,3 +1,4 @@
+using SampleSupport;
 using TorchSharp;
 
 namespace MnistClassifier.Cli;

@@ -1,3 +1,4 @@
+using SampleSupport;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using MnistClassifier.Models;
@@ -37,7 +38,7 @@ public static partial class LibraryErrors
             string count = heads.Success ? $" ({heads.Groups[1].Value})" : "";
             return new OptionException("--hidden", $"{hidden} must be divisible by the heads{count} of {model}", e);
         }
-        string library = CommandLineApp.OneLine(e);
+        string library = Messages.OneLine(e);
         if (HiddenNames.Contains(name)) return new OptionException("--hidden", $"{hidden} is refused by {model}: {library}", e);
         if (BlockNames.Contains(name))
             return new OptionException("--blocks", $"--blocks {spec.Blocks.ToString(CultureInfo.InvariantCulture)} is refused by {model}: {library}", e);

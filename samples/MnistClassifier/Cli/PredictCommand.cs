@@ -1,3 +1,4 @@
+using SampleSupport;
 using System.Globalization;
 using MnistClassifier.Data;
 using MnistClassifier.Display;

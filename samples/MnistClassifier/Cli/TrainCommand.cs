@@ -1,3 +1,4 @@
+using SampleSupport;
 using System.Globalization;
 using Discretax.Utilities;
 using MnistClassifier.Data;

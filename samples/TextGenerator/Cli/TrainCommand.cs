@@ -1,3 +1,4 @@
+using SampleSupport;
 using System.Globalization;
 using Spectre.Console;
 using TextGenerator.Data;

@@ -1,3 +1,4 @@
+using SampleSupport;
 using MnistClassifier.Cli;
 using MnistClassifier.Models;
 

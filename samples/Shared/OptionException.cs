@@ -1,4 +1,4 @@
-namespace TextGenerator.Cli;
+namespace SampleSupport;
 
 /// <summary>
 /// A value the user gave an option that the program cannot use. Its message starts with the option as the user typed

@@ -1,6 +1,6 @@
 using Spectre.Console;
 
-namespace TextGenerator.Display;
+namespace SampleSupport;
 
 /// <summary>
 /// The consoles the program writes to, and its one rule for output: on an interactive terminal, Spectre's live

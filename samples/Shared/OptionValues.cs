@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 
-namespace TextGenerator.Cli;
+namespace SampleSupport;
 
 /// <summary>
 /// Parsers for the options' values that report a bad value as one line naming the option as the user typed it, in

@@ -1,4 +1,4 @@
-namespace TextGenerator.Cli;
+namespace SampleSupport;
 
 /// <summary>Checks, before a run starts, that the files it will write can be written.</summary>
 public static class OutputPath
@@ -23,7 +23,7 @@ public static class OutputPath
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            throw new OptionException(option, $"{option} {shown} is not a valid path: {CommandLineApp.OneLine(e)}", e);
+            throw new OptionException(option, $"{option} {shown} is not a valid path: {Messages.OneLine(e)}", e);
         }
         if (path.Length == 0 || Directory.Exists(full) || path.EndsWith(Path.DirectorySeparatorChar) || path.EndsWith(Path.AltDirectorySeparatorChar))
             throw new OptionException(option, $"{option} {shown} is a folder; give a file name");
@@ -42,7 +42,7 @@ public static class OutputPath
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new OptionException(option, $"{option} {shown} cannot be written: {CommandLineApp.OneLine(e)}", e);
+            throw new OptionException(option, $"{option} {shown} cannot be written: {Messages.OneLine(e)}", e);
         }
     }
 
