@@ -296,8 +296,8 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
         Tensor? valid = null;
         if (lengths is not null)
         {
-            var l = SequenceLengths.Validate(lengths, ids.shape[0], ids.shape[1], ids.device, nameof(lengths));
-            if (!SequenceLengths.AreFull(l, ids.shape[1]))
+            var (l, shortest) = SequenceLengths.ValidateWithMin(lengths, ids.shape[0], ids.shape[1], ids.device, nameof(lengths));
+            if (shortest != ids.shape[1])
             {
                 valid = SequenceLengths.Mask(l, ids.shape[1]);
                 ids = where(valid, ids, zeros(1, dtype: ScalarType.Int64, device: ids.device));

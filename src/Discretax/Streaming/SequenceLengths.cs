@@ -20,7 +20,11 @@ public static class SequenceLengths
     /// <param name="length">The padded length L.</param>
     /// <param name="device">The device of the batch.</param>
     /// <param name="paramName">The argument name to report.</param>
-    public static Tensor Validate(Tensor lengths, long batch, long length, Device device, string paramName = "lengths")
+    public static Tensor Validate(Tensor lengths, long batch, long length, Device device, string paramName = "lengths") =>
+        ValidateWithMin(lengths, batch, length, device, paramName).Lengths;
+
+    /// <summary><see cref="Validate"/>, also returning the shortest length (read once from the device).</summary>
+    internal static (Tensor Lengths, long Shortest) ValidateWithMin(Tensor lengths, long batch, long length, Device device, string paramName)
     {
         ArgumentNullException.ThrowIfNull(lengths, paramName);
         if (lengths.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
@@ -33,7 +37,7 @@ public static class SequenceLengths
         long min = l.min().item<long>(), max = l.max().item<long>();
         if (min < 1 || max > length)
             throw new ArgumentException($"Expected 1 <= lengths[b] <= L = {length}; got values from {min} to {max}.", paramName);
-        return l;
+        return (l, min);
     }
 
     /// <summary>Whether every sequence fills the whole length (no padding at all).</summary>

@@ -258,11 +258,6 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     protected virtual (Tensor Batched, bool Unbatched) PrepareInput(Tensor x, string paramName) =>
         Check.Sequence(x, InFeatures, paramName);
 
-    /// <summary>The compute dtype for an input of <paramref name="inputDType"/>: the parameters' dtype, or the
-    /// input's for a module without floating parameters.</summary>
-    /// <param name="inputDType">The input's dtype.</param>
-    protected virtual ScalarType ComputeDType(ScalarType inputDType) => Precision.ComputeDType(this, inputDType);
-
     /// <summary>The dimension of the batched input that is time (1 for <c>[B, L, H]</c>; a channels-first module: 2).</summary>
     protected virtual int TimeDim => 1;
 
@@ -281,8 +276,8 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     private (Tensor Input, Tensor? Lengths, Tensor? Mask) ApplyLengths(Tensor input, Tensor? lengths)
     {
         if (lengths is null) return (input, null, null);
-        var valid = SequenceLengths.Validate(lengths, input.shape[0], input.shape[TimeDim], input.device, nameof(lengths));
-        if (SequenceLengths.AreFull(valid, input.shape[TimeDim])) return (input, null, null);
+        var (valid, shortest) = SequenceLengths.ValidateWithMin(lengths, input.shape[0], input.shape[TimeDim], input.device, nameof(lengths));
+        if (shortest == input.shape[TimeDim]) return (input, null, null);
         var mask = StepMask(input, valid);
         return (where(mask, input, zeros(1, dtype: input.dtype, device: input.device)), valid, mask);
     }
@@ -293,9 +288,10 @@ public abstract class SequenceModule : nn.Module<Tensor, Tensor>, IStreamingModu
     private (Tensor Batched, bool Unbatched, Tensor Input) Prepare(Tensor x)
     {
         var (batched, unbatched) = PrepareInput(x, nameof(x));
+        // One walk over the parameters: the first floating one gives both the device check and the compute dtype.
         var parameter = Precision.FloatingParameter(this);
         if (parameter is not null) Check.SameDevice(parameter, batched, "the module's parameters", nameof(x));
-        return (batched, unbatched, Precision.As(batched, ComputeDType(batched.dtype)));
+        return (batched, unbatched, Precision.As(batched, parameter?.dtype ?? batched.dtype));
     }
 
     private static Tensor Finish(Tensor y, Tensor x, Tensor batched, bool unbatched)
