@@ -1,0 +1,417 @@
+using Discretax.Utilities;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Discretax.Kernels;
+
+/// <summary>
+/// The gated delta rule (Gated DeltaNet's token mixer: the delta rule with a per-step scalar decay of the state) in two
+/// exact forms: <see cref="Chunked"/>, the WY / UT-transform chunkwise form with the decay folded into the chunk
+/// matrices, and <see cref="Recurrent"/>, the literal step-by-step loop (the test oracle and the decoding path).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Per batch and head, with <c>q_t, k_t</c> in R^Dk, <c>v_t</c> in R^Dv, the write strength <c>beta_t</c> (usually in
+/// (0, 1)), the log decay <c>g_t</c> (<c>g_t &lt;= 0</c>, so <c>exp(g_t)</c> is in (0, 1]) and the state <c>S</c> in
+/// R^{Dk x Dv}:
+/// <code>
+/// S_t = exp(g_t) S_{t-1} + beta_t k_t (v_t - exp(g_t) S_{t-1}^T k_t)^T,      o_t = S_t^T q_t,      S_0 = initialState (or 0).
+/// </code>
+/// With <c>g = 0</c> this is <see cref="DeltaRule"/>. The kernel does no normalization or scaling of its own (as
+/// flash-linear-attention's <c>naive_recurrent_gated_delta_rule</c> with scale 1): callers L2-normalize q and k and
+/// scale q if they want. A positive <c>g_t</c> (growth) is computed as written by both forms (it is not checked:
+/// no value is read back); the chunked form then exponentiates positive in-chunk sums and may overflow where the
+/// recurrence would not yet, so keep <c>g &lt;= 0</c> (a <c>logsigmoid</c> or <c>-softplus</c> gate).
+/// </para>
+/// <para>
+/// Chunkwise form (Yang, Kautz and Hatamizadeh 2024, "Gated Delta Networks", https://arxiv.org/abs/2412.06464; fla
+/// <c>ops/gated_delta_rule</c>). Split the sequence into chunks of <c>C</c> rows. Within a chunk entered with state
+/// <c>S_0</c>, let <c>G_i = g_1 + ... + g_i</c> (the cumulative log decay from the chunk's start, rows 1..C) and
+/// <c>u_i = beta_i (v_i - exp(g_i) S_{i-1}^T k_i)</c>, so <c>S_i = exp(g_i) S_{i-1} + k_i u_i^T</c>. By induction
+/// <code>
+/// S_i = exp(G_i) S_0 + sum_{j &lt;= i} exp(G_i - G_j) k_j u_j^T,
+/// </code>
+/// hence <c>exp(g_i) S_{i-1} = exp(G_i) S_0 + sum_{j &lt; i} exp(G_i - G_j) k_j u_j^T</c> and
+/// <code>
+/// u_i + beta_i sum_{j &lt; i} exp(G_i - G_j) (k_i^T k_j) u_j = beta_i v_i - beta_i exp(G_i) S_0^T k_i.
+/// </code>
+/// In matrix form, with <c>Gamma_ij = exp(G_i - G_j)</c> for <c>j &lt;= i</c> (0 above the diagonal),
+/// <c>A = tril(diag(beta) (K K^T ⊙ Gamma), -1)</c> and the UT transform <c>T = (I + A)^{-1}</c>:
+/// <code>
+/// U' = U - W S_0,      W = T diag(beta exp(G)) K,      U = T diag(beta) V,
+/// O  = diag(exp(G)) Q S_0 + (tril(Q K^T) ⊙ Gamma) U',
+/// S_C = exp(G_C) S_0 + (diag(exp(G_C - G)) K)^T U'.
+/// </code>
+/// <c>A</c>, <c>T</c> (<c>UnitLowerInverse</c>), <c>W</c>, <c>U</c>, <c>Gamma</c> and the output products are single
+/// batched operations over all chunks; only <c>U' = U - W S</c> and the state update run in a loop over chunks (two
+/// fused <c>baddbmm</c> calls and one scaling per chunk), as in <see cref="DeltaRule.Chunked"/>.
+/// </para>
+/// <para>
+/// Stability: no positive number is exponentiated when <c>g &lt;= 0</c>. <c>G</c> is non-increasing within a chunk, so
+/// <c>G_i</c>, <c>G_C - G_i</c> and <c>G_i - G_j</c> (<c>j &lt;= i</c>) are all <c>&lt;= 0</c>; the differences above the
+/// diagonal (positive) are replaced by <c>-inf</c> with a select before the exponential, which gives exact zeros. Every
+/// factor is in [0, 1]: strong decays (<c>g = -20</c> per step, <c>G</c> down to -1280 in a chunk of 64) underflow to 0
+/// without inf or NaN, and a chunk of <c>g = 0</c> gives <c>Gamma = 1</c> on and below the diagonal, i.e. exactly the
+/// delta rule's chunk. The differences <c>G_i - G_j</c> are formed from cumulative sums restarted at every chunk, so
+/// their rounding grows with the chunk's total decay (about <c>eps * |G_C|</c>), never with the sequence length.
+/// </para>
+/// <para>
+/// Any length: the sequence is padded at the end to a multiple of the chunk size with <c>q = k = v = beta = g = 0</c>,
+/// which leaves the state unchanged (<c>U' = 0</c> and no decay on padded rows), and the padded outputs are cut off.
+/// Sequences longer than about 1024 steps go through in segments of whole chunks with the state carried across
+/// (<see cref="SequenceSegments"/>). float16 / bfloat16 inputs are computed in float32 (the state is float32); the
+/// output is returned in the dtype of <c>q</c> and the final state in float32. float32 and float64 inputs are
+/// computed and returned in their own dtype. Gradients of every input come from autograd (tensor operations and
+/// <c>UnitLowerInverse</c>).
+/// </para>
+/// </remarks>
+public static class GatedDeltaRule
+{
+    /// <summary>
+    /// The gated delta rule in the chunkwise WY / UT-transform form (the decay folded into the chunk matrices, see the
+    /// class remarks): per chunk a batched unit lower-triangular solve and batched products; only the state hand-off
+    /// runs sequentially over chunks. Differentiable (autograd) with respect to every input. Sequences longer than
+    /// about 1024 steps are processed in segments of whole chunks with the state carried across
+    /// (<see cref="SequenceSegments"/>), which changes nothing in the math and keeps the time linear in L.
+    /// </summary>
+    /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="k">Keys <c>[B, NH, L, Dk]</c> (normally L2-normalized by the caller).</param>
+    /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
+    /// <param name="g">
+    /// Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c> (the state is multiplied by <c>exp(g_t)</c> at step t);
+    /// not checked. A positive value is computed as written and may overflow (see the class remarks).
+    /// </param>
+    /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
+    /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too.</param>
+    /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). The state is reset to the
+    /// sequence's initial state at every boundary, <paramref name="initialState"/> is then <c>[N, NH, Dk, Dv]</c> (one per
+    /// sequence, null means zeros), and <c>FinalState</c> is <c>[N, NH, Dk, Dv]</c>, the state after each sequence's last
+    /// step. The output at step t depends only on t's own sequence.
+    /// </param>
+    /// <returns>
+    /// <c>Output</c> <c>[B, NH, L, Dv]</c> in the dtype of <paramref name="q"/>, and <c>FinalState</c>
+    /// <c>[B, NH, Dk, Dv]</c> (the state after the last step; float32 for half-precision inputs).
+    /// </returns>
+    /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is less than 1.</exception>
+    public static (Tensor Output, Tensor FinalState) Chunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+        int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
+    {
+        if (cuSeqlens is not null) return ChunkedPacked(q, k, v, g, beta, chunkSize, initialState, cuSeqlens);
+        var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, initialState);
+        Check.AtLeast(chunkSize, 1);
+
+        using var scope = NewDisposeScope();
+        if (l > SequenceSegments.Length(chunkSize))
+        {
+            // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the state:
+            // the same chunks and the same math, with each segment's [BH, N, C, C] temporaries cache-sized.
+            var (joined, last) = SequenceSegments.Run(l, chunkSize, initialState, (start, len, state) =>
+                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
+                    g.narrow(2, start, len), beta.narrow(2, start, len), chunkSize, state));
+            return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
+        }
+
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        long c = chunkSize;
+        long n = (l + c - 1) / c;
+        long lp = n * c;
+        long bh = b * nh;
+
+        Tensor qc = q.to(dtype), kc = k.to(dtype), vc = v.to(dtype), gc = g.to(dtype), bc = beta.to(dtype);
+        if (lp != l)
+        {
+            // Zero rows leave the state unchanged: k = v = beta = 0 gives U' = 0, g = 0 no decay.
+            var pad4 = new long[] { 0, 0, 0, lp - l };
+            var pad3 = new long[] { 0, lp - l };
+            qc = nn.functional.pad(qc, pad4);
+            kc = nn.functional.pad(kc, pad4);
+            vc = nn.functional.pad(vc, pad4);
+            gc = nn.functional.pad(gc, pad3);
+            bc = nn.functional.pad(bc, pad3);
+        }
+
+        Tensor s = initialState is null
+            ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.to(dtype).reshape(bh, dk, dv);
+        var o = ChunkCore(qc, kc, vc, gc, bc, bh, n, c, dk, dv, ref s, null, null);
+        var output = o.reshape(b, nh, lp, dv);
+        if (lp != l) output = output.narrow(2, 0, l).contiguous();
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        var final = s.reshape(b, nh, dk, dv);
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The chunkwise gated delta rule over inputs already padded to <c>n * c</c> steps (in the compute dtype), from the
+    /// state <paramref name="s"/> <c>[BH, Dk, Dv]</c>, which holds the state after the last chunk on return. Returns
+    /// the outputs <c>[BH * n, c, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering
+    /// chunk j; <paramref name="exit"/> sees the state after chunk j.
+    /// </summary>
+    private static Tensor ChunkCore(Tensor qc, Tensor kc, Tensor vc, Tensor gc, Tensor bc, long bh, long n, long c,
+        long dk, long dv, ref Tensor s, Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit)
+    {
+        var qs = qc.reshape(bh, n, c, dk);
+        var ks = kc.reshape(bh, n, c, dk);
+        var vs = vc.reshape(bh, n, c, dv);
+        var bs = bc.reshape(bh, n, c, 1);
+
+        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i (cumulative from the chunk's start),
+        // G_C - G_i, and Gamma_ij = exp(G_i - G_j) for j <= i, the positive differences above the diagonal replaced
+        // by -inf (a select) before the exponential, so Gamma is exactly 0 there.
+        var gcum = gc.reshape(bh, n, c).cumsum(-1);                              // G       [BH, N, C]
+        var gLast = gcum.narrow(-1, c - 1, 1);                                  // G_C     [BH, N, 1]
+        var upper = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
+        var gamma = (gcum.unsqueeze(-1) - gcum.unsqueeze(-2)).masked_fill(upper, double.NegativeInfinity).exp();
+        var eG = gcum.exp().unsqueeze(-1);                                       // exp(G)        [BH, N, C, 1]
+        var eTail = (gLast - gcum).exp().unsqueeze(-1);                          // exp(G_C - G)  [BH, N, C, 1]
+        var eLast = gLast.exp().unsqueeze(-1);                                   // exp(G_C)      [BH, N, 1, 1]
+
+        // WY / UT transform for all chunks at once: T = (I + tril(diag(beta) (K K^T ⊙ Gamma), -1))^{-1}.
+        var kb = ks * bs;
+        var kt = ks.transpose(-1, -2);                                          // [BH, N, Dk, C]
+        var tInv = UnitLowerInverse.Invert(kb.matmul(kt) * gamma);              // only the strict lower part is read
+        var w = tInv.matmul(kb * eG);                                           // T diag(beta exp(G)) K   [BH, N, C, Dk]
+        var u = tInv.matmul(vs * bs);                                           // T diag(beta) V          [BH, N, C, Dv]
+        var kdt = (ks * eTail).transpose(-1, -2);                               // (diag(exp(G_C - G)) K)^T [BH, N, Dk, C]
+
+        // The only sequential part: per chunk U' = U - W S and S <- exp(G_C) S + (diag(exp(G_C - G)) K)^T U'.
+        var ws = w.unbind(1);
+        var us = u.unbind(1);
+        var kdts = kdt.unbind(1);
+        var eLasts = eLast.unbind(1);                                           // each [BH, 1, 1]
+        var entering = new Tensor[n];
+        var corrected = new Tensor[n];
+        for (long i = 0; i < n; i++)
+        {
+            if (enter is not null) s = enter(i, s);
+            entering[i] = s;
+            var up = AddBmm(us[i], ws[i], s, -1);                                  // U - W S
+            corrected[i] = up;
+            s = AddBmm(s * eLasts[i], kdts[i], up, 1);
+            exit?.Invoke(i, s);
+        }
+
+        // All chunks' outputs at once: O = diag(exp(G)) Q S_enter + (tril(Q K^T) ⊙ Gamma) U'.
+        var sEnter = torch.stack(entering, 1).reshape(bh * n, dk, dv);
+        var uCorr = torch.stack(corrected, 1).reshape(bh * n, c, dv);
+        var q3 = qs.reshape(bh * n, c, dk);
+        var qk = q3.bmm(kt.reshape(bh * n, dk, c)).tril(0) * gamma.reshape(bh * n, c, c);
+        var qg = (qs * eG).reshape(bh * n, c, dk);
+        return AddBmm(qg.bmm(sEnter), qk, uCorr, 1);                            // [BH*N, C, Dv]
+    }
+
+    /// <summary>
+    /// The gated delta rule as the literal step-by-step recurrence
+    /// <c>S_t = exp(g_t) S_{t-1} + beta_t k_t (v_t - exp(g_t) S_{t-1}^T k_t)^T</c>, <c>o_t = S_t^T q_t</c>: the test
+    /// oracle and the decoding path (a piece of length 1 is a single step). Differentiable (autograd).
+    /// </summary>
+    /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
+    /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
+    /// <param name="g">Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c>; not checked (a positive value grows the state).</param>
+    /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
+    /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
+    /// <param name="cuSeqlens">
+    /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
+    /// strictly increasing) of N sequences concatenated along time in one row (B = 1). The state is reset to the
+    /// sequence's initial state at every boundary, <paramref name="initialState"/> is then <c>[N, NH, Dk, Dv]</c> (one per
+    /// sequence, null means zeros), and <c>FinalState</c> is <c>[N, NH, Dk, Dv]</c>, the state after each sequence's last
+    /// step. The output at step t depends only on t's own sequence.
+    /// </param>
+    /// <returns>
+    /// <c>Output</c> <c>[B, NH, L, Dv]</c> in the dtype of <paramref name="q"/>, and <c>FinalState</c>
+    /// <c>[B, NH, Dk, Dv]</c> (float32 for half-precision inputs).
+    /// </returns>
+    /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
+    public static (Tensor Output, Tensor FinalState) Recurrent(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+        Tensor? initialState = null, Tensor? cuSeqlens = null)
+    {
+        if (cuSeqlens is not null) return RecurrentPacked(q, k, v, g, beta, initialState, cuSeqlens);
+        var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, initialState);
+
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        long bh = b * nh;
+
+        var qsteps = q.to(dtype).reshape(bh, l, dk).split(1, 1);                // each [BH, 1, Dk]
+        var ksteps = k.to(dtype).reshape(bh, l, dk).split(1, 1);
+        var vsteps = v.to(dtype).reshape(bh, l, dv).split(1, 1);                // each [BH, 1, Dv]
+        var dsteps = g.to(dtype).reshape(bh, l, 1).exp().split(1, 1);           // exp(g_t), each [BH, 1, 1]
+        var bsteps = beta.to(dtype).reshape(bh, l, 1).split(1, 1);              // each [BH, 1, 1]
+
+        Tensor s = initialState is null
+            ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.to(dtype).reshape(bh, dk, dv);
+        var outputs = new Tensor[l];
+        for (int t = 0; t < l; t++)
+        {
+            // Per-step temporaries are released at once; autograd keeps its own references to what it saved.
+            using var inner = NewDisposeScope();
+            var next = Step(s, qsteps[t], ksteps[t], vsteps[t], dsteps[t], bsteps[t], out var o);
+            outputs[t] = o.MoveToOuterDisposeScope();
+            next.MoveToOuterDisposeScope();
+            if (t > 0 || initialState is null) s.Dispose();
+            s = next;
+        }
+
+        var output = torch.cat(outputs, 1).reshape(b, nh, l, dv);
+        foreach (var o in outputs) o.Dispose();
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        var final = s.reshape(b, nh, dk, dv);
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// One step of the recurrence on <c>[H, 1, D]</c> rows: returns <c>S_t</c> and sets <paramref name="output"/> to
+    /// <c>(S_t^T q_t)^T</c> <c>[H, 1, Dv]</c>; <paramref name="decay"/> is <c>exp(g_t)</c> <c>[H, 1, 1]</c>.
+    /// </summary>
+    private static Tensor Step(Tensor s, Tensor q, Tensor k, Tensor v, Tensor decay, Tensor beta, out Tensor output)
+    {
+        var decayed = s * decay;                                                // exp(g) S
+        var delta = (v - k.bmm(decayed)) * beta;                                // beta (v - (exp(g) S)^T k)
+        var next = AddBmm(decayed, k.transpose(1, 2), delta, 1);                // exp(g) S + k delta^T
+        output = q.bmm(next);                                                   // (S^T q)^T
+        return next;
+    }
+
+    /// <summary>
+    /// <see cref="Chunked"/> on packed sequences, in the chunk-aligned layout: every sequence padded at its end with
+    /// zero rows (<c>q = k = v = beta = g = 0</c>, which leave its state unchanged) to a whole number of chunks, so that
+    /// no chunk straddles a boundary; the UT transform, the decays and the output products stay batched over all chunks
+    /// of all sequences, and the sequential hand-off takes the sequence's initial state at the chunk where a sequence
+    /// starts and records the final state at the chunk where it ends. Exact: every chunk computes what the sequence run
+    /// alone computes. Long rows go in segments of about 1024 steps as unpacked.
+    /// </summary>
+    internal static (Tensor Output, Tensor FinalState) ChunkedPacked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+        int chunkSize, Tensor? initialState, Tensor cuSeqlens)
+    {
+        var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
+        Check.AtLeast(chunkSize, 1);
+        var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
+        CheckPackedState(packed, initialState, q, nh, dk, dv);
+
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        long c = chunkSize;
+        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, q.device);
+        // Rows gathered into the aligned layout from the row extended by one zero step (the padding).
+        Tensor Align(Tensor t) =>
+            cat(new[] { t.to(dtype), zeros_like(t.narrow(2, 0, 1), dtype: dtype) }, 2).index_select(2, gather);
+        Tensor qa = Align(q), ka = Align(k), va = Align(v), ga = Align(g), ba = Align(beta);
+
+        var starting = new Dictionary<long, int>();
+        var ending = new Dictionary<long, int>();
+        for (int i = 0; i < packed.Count; i++)
+        {
+            starting[first[i]] = i;
+            ending[last[i]] = i;
+        }
+        Tensor Initial(int i) => initialState is null
+            ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.select(0, i).to(dtype);
+
+        var finals = new Tensor[packed.Count];
+        long chunks = aligned / c;
+        long group = SequenceSegments.Length(chunkSize) / c;   // whole chunks per segment, as in Chunked
+        var pieces = new List<Tensor>();
+        Tensor s = Initial(0);
+        for (long c0 = 0; c0 < chunks; c0 += group)
+        {
+            long count = Math.Min(group, chunks - c0);
+            long offset = c0;
+            Tensor Piece(Tensor t) => t.narrow(2, offset * c, count * c);
+            var o = ChunkCore(Piece(qa), Piece(ka), Piece(va), Piece(ga), Piece(ba), nh, count, c, dk, dv, ref s,
+                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? Initial(i) : state,
+                (j, state) =>
+                {
+                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
+                });
+            pieces.Add(o.reshape(1, nh, count * c, dv));
+        }
+        var output = (pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter);
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
+    }
+
+    /// <summary><see cref="Recurrent"/> on packed sequences: the same loop, the state reset at every boundary.</summary>
+    private static (Tensor Output, Tensor FinalState) RecurrentPacked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+        Tensor? initialState, Tensor cuSeqlens)
+    {
+        var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
+        var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
+        CheckPackedState(packed, initialState, q, nh, dk, dv);
+
+        using var scope = NewDisposeScope();
+        var outDtype = q.dtype;
+        var dtype = Precision.StateDType(outDtype);
+        var qsteps = q.to(dtype).reshape(nh, l, dk).split(1, 1);                // each [NH, 1, Dk]
+        var ksteps = k.to(dtype).reshape(nh, l, dk).split(1, 1);
+        var vsteps = v.to(dtype).reshape(nh, l, dv).split(1, 1);
+        var dsteps = g.to(dtype).reshape(nh, l, 1).exp().split(1, 1);
+        var bsteps = beta.to(dtype).reshape(nh, l, 1).split(1, 1);
+        var outputs = new Tensor[l];
+        var finals = new Tensor[packed.Count];
+        for (int i = 0; i < packed.Count; i++)
+        {
+            Tensor s = initialState is null
+                ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
+                : initialState.select(0, i).to(dtype);
+            for (long t = packed.Start(i); t < packed.Start(i) + packed.Length(i); t++)
+                s = Step(s, qsteps[t], ksteps[t], vsteps[t], dsteps[t], bsteps[t], out outputs[t]);
+            finals[i] = s;
+        }
+        var output = torch.cat(outputs, 1).reshape(1, nh, l, dv);
+        if (output.dtype != outDtype) output = output.to(outDtype);
+        return (output.MoveToOuterDisposeScope(), stack(finals, 0).MoveToOuterDisposeScope());
+    }
+
+    private static void CheckPackedState(PackedSequences packed, Tensor? initialState, Tensor q, long nh, long dk, long dv)
+    {
+        if (initialState is null) return;
+        Check.RealFloating(initialState);
+        packed.CheckState(initialState, new[] { nh, dk, dv }, "[N, NH, Dk, Dv]");
+        Check.SameDevice(q, initialState, nameof(q));
+    }
+
+    /// <summary>
+    /// <c>input + alpha * (batch1 @ batch2)</c> as one fused <c>baddbmm</c> (TorchSharp binds <c>this</c> to libtorch's
+    /// <c>batch1</c>, its first argument to <c>batch2</c> and its second to the added <c>input</c>).
+    /// </summary>
+    private static Tensor AddBmm(Tensor input, Tensor batch1, Tensor batch2, float alpha) =>
+        batch1.baddbmm(batch2, input, beta: 1, alpha: alpha);
+
+    /// <summary>Checks a per-step scalar input <c>[B, NH, L]</c> (<paramref name="name"/>: <c>g</c> or <c>beta</c>).</summary>
+    private static void PerStep(Tensor t, Tensor q, long b, long nh, long l, string name)
+    {
+        Check.Rank(t, 3, "[B, NH, L]", name);
+        Check.RealFloating(t, name);
+        if (t.shape[0] != b || t.shape[1] != nh || t.shape[2] != l)
+            throw new ArgumentException($"Expected {name} [B, NH, L] = [{b}, {nh}, {l}] to match q; got shape {Check.Shape(t)}.", name);
+        Check.SameDevice(q, t, nameof(q), name);
+    }
+
+    private static (long B, long NH, long L, long Dk, long Dv) Validate(
+        Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor? initialState)
+    {
+        var (b, nh, l, dk, dv) = Check.QueryKeyValue(q, k, v);
+        PerStep(g, q, b, nh, l, nameof(g));
+        PerStep(beta, q, b, nh, l, nameof(beta));
+        if (initialState is not null)
+        {
+            Check.RealFloating(initialState);
+            var expected = new[] { b, nh, dk, dv };
+            if (!initialState.shape.SequenceEqual(expected))
+                throw new ArgumentException($"Expected initialState [B, NH, Dk, Dv] = {Check.Shape(expected)}; got shape {Check.Shape(initialState)}.", nameof(initialState));
+            Check.SameDevice(q, initialState, nameof(q));
+        }
+        return (b, nh, l, dk, dv);
+    }
+}
