@@ -52,6 +52,8 @@ public class KernelContractTests
         yield return new object[] { "LinearScan.Scan B=0", "b" };
         yield return new object[] { "BlockScan2x2.Scan B=0", "f" };
         yield return new object[] { "DeltaRule.Chunked B=0", "q" };
+        yield return new object[] { "GatedDeltaRule.Chunked B=0", "q" };
+        yield return new object[] { "GatedDeltaRule.Recurrent L=0", "q" };
         yield return new object[] { "MLSTMKernel.Chunked B=0", "q" };
         yield return new object[] { "MLSTMKernel.Parallel B=0", "q" };
         yield return new object[] { "SsmKernels.S4DKernel H=0", "aReal" };
@@ -71,6 +73,8 @@ public class KernelContractTests
             "LinearScan.Scan B=0" => () => LinearScan.Scan(R(g, 4), R(g, 0, 5, 4)),
             "BlockScan2x2.Scan B=0" => () => BlockScan2x2.Scan(R(g, 4, 2, 2), R(g, 0, 5, 4, 2)),
             "DeltaRule.Chunked B=0" => () => DeltaRule.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5)),
+            "GatedDeltaRule.Chunked B=0" => () => GatedDeltaRule.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
+            "GatedDeltaRule.Recurrent L=0" => () => GatedDeltaRule.Recurrent(R(g, 1, 1, 0, 4), R(g, 1, 1, 0, 4), R(g, 1, 1, 0, 4), R(g, 1, 1, 0), R(g, 1, 1, 0)),
             "MLSTMKernel.Chunked B=0" => () => MLSTMKernel.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
             "MLSTMKernel.Parallel B=0" => () => MLSTMKernel.Parallel(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
             "SsmKernels.S4DKernel H=0" => () => SsmKernels.S4DKernel(R(g, 0), R(g, 0, 4), R(g, 0, 4), R(g, 0, 4), R(g, 0, 4), 10),
@@ -113,6 +117,21 @@ public class KernelContractTests
         o.shape.Should().Equal(2, 2, 70, 6);
         s.shape.Should().Equal(2, 2, 8, 6);
         var (or, _) = DeltaRule.Recurrent(M(2, 2, 5, 8), M(2, 2, 5, 8), M(2, 2, 5, 6), M(2, 2, 5));
+        or.shape.Should().Equal(2, 2, 5, 6);
+    }
+
+    [Fact]
+    public void GatedDeltaRuleRunsOnMeta()
+    {
+        using var scope = NewDisposeScope();
+        var (o, s) = GatedDeltaRule.Chunked(M(2, 2, 70, 8), M(2, 2, 70, 8), M(2, 2, 70, 6), M(2, 2, 70), M(2, 2, 70), 16, M(2, 2, 8, 6));
+        o.device_type.Should().Be(DeviceType.META);
+        o.shape.Should().Equal(2, 2, 70, 6);
+        s.shape.Should().Equal(2, 2, 8, 6);
+        var (ol, sl) = GatedDeltaRule.Chunked(M(1, 2, 1100, 8), M(1, 2, 1100, 8), M(1, 2, 1100, 6), M(1, 2, 1100), M(1, 2, 1100));
+        ol.shape.Should().Equal(1, 2, 1100, 6);                     // the segmented path
+        sl.device_type.Should().Be(DeviceType.META);
+        var (or, _) = GatedDeltaRule.Recurrent(M(2, 2, 5, 8), M(2, 2, 5, 8), M(2, 2, 5, 6), M(2, 2, 5), M(2, 2, 5));
         or.shape.Should().Equal(2, 2, 5, 6);
     }
 
@@ -259,5 +278,27 @@ public class KernelContractTests
         FiniteBefore(o, 2, T / chunk * chunk).Should().BeTrue();
         if (input == "q") FiniteBefore(o, 2, T).Should().BeTrue();   // a query only reads the state
         FiniteBefore(DeltaRule.Recurrent(x[0], x[1], x[2], x[3]).Output, 2, T).Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData("q")]
+    [InlineData("k")]
+    [InlineData("v")]
+    [InlineData("g")]
+    [InlineData("beta")]
+    public void GatedDeltaRuleChunkedKeepsANaNOutOfEarlierChunks(string input)
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(34);
+        var x = new[] { R(g, 1, 2, L, 4), R(g, 1, 2, L, 4) * 0.3, R(g, 1, 2, L, 3), -R(g, 1, 2, L).sigmoid(), R(g, 1, 2, L).sigmoid() };
+        int which = Array.IndexOf(new[] { "q", "k", "v", "g", "beta" }, input);
+        x[which].select(2, T).fill_(double.NaN);
+        const int chunk = 8;
+        var (o, _) = GatedDeltaRule.Chunked(x[0], x[1], x[2], x[3], x[4], chunk);
+        // Guaranteed: every chunk before t's (a NaN reaches the start of its own chunk through the batched products; the
+        // positive differences of the decays are masked by a select, so a NaN decay does not leak through them).
+        FiniteBefore(o, 2, T / chunk * chunk).Should().BeTrue();
+        if (input == "q") FiniteBefore(o, 2, T).Should().BeTrue();   // a query only reads the state
+        FiniteBefore(GatedDeltaRule.Recurrent(x[0], x[1], x[2], x[3], x[4]).Output, 2, T).Should().BeTrue();
     }
 }

@@ -181,6 +181,79 @@ public class PackedSequenceTests
         MaxDiff(f1, f2).Should().BeLessThan(1e-12);
     }
 
+    // ---------------------------------------------------------------- GatedDeltaRule
+
+    private static (Tensor Q, Tensor K, Tensor V, Tensor G, Tensor Beta, Tensor S0) GatedInputs(long seed, long length, long n,
+        long nh = 2, long dk = 5, long dv = 3)
+    {
+        var (q, k, v, beta, s0) = DeltaInputs(seed, length, n, nh, dk, dv);
+        var g = nn.functional.logsigmoid(Rand(new Generator((ulong)seed + 1000), 1, nh, length) + 1);
+        return (q, k, v, Leaf(g), beta, s0);
+    }
+
+    [Theory]
+    [InlineData(true, 4, true)]
+    [InlineData(true, 4, false)]
+    [InlineData(true, 3, true)]
+    [InlineData(true, 64, false)]
+    [InlineData(false, 0, true)]
+    [InlineData(false, 0, false)]
+    public void GatedDeltaRule_packed_equals_each_sequence_alone(bool chunked, int chunkSize, bool withInitialState)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = GatedInputs(7, L, Count);
+        var cu = Cu(Bounds);
+        Tensor? h0 = withInitialState ? s0 : null;
+        var leaves = withInitialState ? new[] { q, k, v, g, beta, s0 } : new[] { q, k, v, g, beta };
+        AssertPackedEqualsAlone(Bounds, leaves,
+            () =>
+            {
+                var (o, f) = chunked
+                    ? GatedDeltaRule.Chunked(q, k, v, g, beta, chunkSize, h0, cu)
+                    : GatedDeltaRule.Recurrent(q, k, v, g, beta, h0, cu);
+                return new[] { o, f };
+            },
+            (i, s, n) =>
+            {
+                var (o, f) = GatedDeltaRule.Recurrent(q.narrow(2, s, n), k.narrow(2, s, n), v.narrow(2, s, n), g.narrow(2, s, n),
+                    beta.narrow(2, s, n), h0?.narrow(0, i, 1));
+                return new[] { o, f };
+            }, 2);
+    }
+
+    [Fact]
+    public void GatedDeltaRule_packed_over_several_segments_equals_each_sequence_alone()
+    {
+        // Chunk size 513: one chunk per segment, so the aligned row (1 + 2 + 1 chunks) runs in four segments.
+        using var scope = NewDisposeScope();
+        long[] bounds = { 0, 2, 602, 605 };
+        var (q, k, v, g, beta, s0) = GatedInputs(8, 605, 3, nh: 1, dk: 3, dv: 2);
+        var cu = Cu(bounds);
+        AssertPackedEqualsAlone(bounds, new[] { q, k, v, g, beta, s0 },
+            () =>
+            {
+                var (o, f) = GatedDeltaRule.Chunked(q, k, v, g, beta, 513, s0, cu);
+                return new[] { o, f };
+            },
+            (i, s, n) =>
+            {
+                var (o, f) = GatedDeltaRule.Chunked(q.narrow(2, s, n), k.narrow(2, s, n), v.narrow(2, s, n), g.narrow(2, s, n),
+                    beta.narrow(2, s, n), 513, s0.narrow(0, i, 1));
+                return new[] { o, f };
+            }, 2, 1e-9);
+    }
+
+    [Fact]
+    public void GatedDeltaRule_one_packed_sequence_equals_the_unpacked_run()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = GatedInputs(9, 9, 1);
+        var (o1, f1) = GatedDeltaRule.Chunked(q, k, v, g, beta, 4, s0, Cu(0, 9));
+        var (o2, f2) = GatedDeltaRule.Chunked(q, k, v, g, beta, 4, s0);
+        MaxDiff(o1, o2).Should().BeLessThan(1e-12);
+        MaxDiff(f1, f2).Should().BeLessThan(1e-12);
+    }
+
     // ---------------------------------------------------------------- mLSTM
 
     private static (Tensor Q, Tensor K, Tensor V, Tensor I, Tensor F, MLSTMKernelState S0) MlstmInputs(long seed, long length, long n,
@@ -391,7 +464,7 @@ public class PackedSequenceTests
 
     // ---------------------------------------------------------------- Validation
 
-    public static TheoryData<string> Kernels() => new() { "delta", "deltaRecurrent", "mlstm", "mlstmRecurrent", "linear", "block", "fft" };
+    public static TheoryData<string> Kernels() => new() { "delta", "deltaRecurrent", "gated", "gatedRecurrent", "mlstm", "mlstmRecurrent", "linear", "block", "fft" };
 
     private static void Call(string kernel, Tensor cu, long batch = 1, long initialCount = -1)
     {
@@ -407,6 +480,17 @@ public class PackedSequenceTests
                 var s0 = initialCount < 0 ? null : Rand(g, initialCount, 1, 2, 2);
                 if (kernel == "delta") DeltaRule.Chunked(q, q, q, beta, 4, s0, cu);
                 else DeltaRule.Recurrent(q, q, q, beta, s0, cu);
+                break;
+            }
+            case "gated":
+            case "gatedRecurrent":
+            {
+                var q = Rand(g, batch, 1, len, 2);
+                var beta = Rand(g, batch, 1, len).sigmoid();
+                var decay = -beta;
+                var s0 = initialCount < 0 ? null : Rand(g, initialCount, 1, 2, 2);
+                if (kernel == "gated") GatedDeltaRule.Chunked(q, q, q, decay, beta, 4, s0, cu);
+                else GatedDeltaRule.Recurrent(q, q, q, decay, beta, s0, cu);
                 break;
             }
             case "mlstm":
