@@ -48,7 +48,7 @@ public class CommandLineTests
     {
         var (code, output) = Cli.Run(null, "--model", "transformer");
         code.Should().Be(1);
-        output.Should().StartWith("error: --model transformer must be one of: lru, deltanet, s4d, s5, linoss, mlstm, lstm, gru");
+        output.Should().StartWith("error: --model transformer must be one of: lru, deltanet, gated-deltanet, mamba2, s4d, s5, linoss, mlstm, lstm, gru");
     }
 
     [SkippableFact]

@@ -36,6 +36,8 @@ public class ModelCatalogTests
     [Theory]
     [InlineData("lru")]
     [InlineData("deltanet")]
+    [InlineData("gated-deltanet")]
+    [InlineData("mamba2")]
     public void The_loss_of_windows_resets_at_every_end_of_text(string name)
     {
         using var model = ModelCatalog.Create(name, 16, 2);

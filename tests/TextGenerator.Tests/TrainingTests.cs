@@ -9,6 +9,8 @@ public class TrainingTests
     [Theory]
     [InlineData("lru")]
     [InlineData("deltanet")]
+    [InlineData("gated-deltanet")]
+    [InlineData("mamba2")]
     [InlineData("lstm")]
     public void A_short_run_lowers_the_loss(string name)
     {

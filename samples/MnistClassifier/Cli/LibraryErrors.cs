@@ -33,7 +33,8 @@ public static partial class LibraryErrors
         string hidden = $"--hidden {spec.Hidden.ToString(CultureInfo.InvariantCulture)}";
         string name = e.ParamName ?? "";
         var heads = HeadsPattern().Match(e.Message);
-        if (heads.Success || name.Equals("numHeads", StringComparison.OrdinalIgnoreCase) || name.Equals("headDim", StringComparison.OrdinalIgnoreCase))
+        // A refused head size (Mamba2's headDim must divide expand * hidden) is told as the library says it, below.
+        if (heads.Success || name.Equals("numHeads", StringComparison.OrdinalIgnoreCase))
         {
             string count = heads.Success ? $" ({heads.Groups[1].Value})" : "";
             return new OptionException("--hidden", $"{hidden} must be divisible by the heads{count} of {model}", e);

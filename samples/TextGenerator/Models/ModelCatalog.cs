@@ -11,11 +11,11 @@ namespace TextGenerator.Models;
 internal static class ModelCatalog
 {
     /// <summary>The names, the default first.</summary>
-    public static readonly string[] Names = { "lru", "deltanet", "s4d", "s5", "linoss", "mlstm", "lstm", "gru" };
+    public static readonly string[] Names = { "lru", "deltanet", "gated-deltanet", "mamba2", "s4d", "s5", "linoss", "mlstm", "lstm", "gru" };
 
     /// <summary>One line per model for <c>--help</c>.</summary>
     public const string Description =
-        "lru (default), deltanet, s4d, s5, linoss, mlstm (Discretax models in a CausalLM), "
+        "lru (default), deltanet, gated-deltanet, mamba2, s4d, s5, linoss, mlstm (Discretax models in a CausalLM), "
         + "lstm, gru (TorchSharp nn.LSTM / nn.GRU baselines: embedding, RNN with --blocks layers, linear head)";
 
     /// <summary>Builds the named model.</summary>
@@ -28,6 +28,8 @@ internal static class ModelCatalog
         {
             "lru" => Blocks(hidden, blocks, h => new LRUSequenceMixer(h), h => new GLU(h)),
             "deltanet" => Blocks(hidden, blocks, h => new DeltaNetSequenceMixer(h, useShortConv: true), h => new GLU(h, useBias: false)),
+            "gated-deltanet" => new GatedDeltaNet(hidden, blocks, dropRate: 0, norm: NormKind.Layer),
+            "mamba2" => new Mamba2(hidden, blocks, dropRate: 0, norm: NormKind.Layer),
             "s4d" => Blocks(hidden, blocks, h => new S4DSequenceMixer(h), h => new GLU(h)),
             "s5" => Blocks(hidden, blocks, h => new S5SequenceMixer(h), h => new GLU(h)),
             "linoss" => Blocks(hidden, blocks, h => new LinOSSSequenceMixer(h), h => new GLU(h)),

@@ -44,6 +44,24 @@ public sealed class ShortConvolution : SequenceModule
     /// <summary>Whether SiLU is applied to the output.</summary>
     public bool UseSilu { get; }
 
+    /// <summary>
+    /// Runs the convolution as the child of a mixer (DeltaNet, Gated DeltaNet, Mamba2): packed sequences when
+    /// <paramref name="cuSeqlens"/> is given, else the padded batch with <paramref name="lengths"/>, continuing from
+    /// <paramref name="state"/>; returns the state only when asked (or when continuing).
+    /// </summary>
+    internal (Tensor Output, ShortConvolutionState? State) Apply(Tensor x, ShortConvolutionState? state, bool returnState,
+        Tensor? lengths, Tensor? cuSeqlens)
+    {
+        if (cuSeqlens is not null)
+        {
+            var (yp, sp) = RunChildPacked(this, x, cuSeqlens, state, returnState);
+            return (yp, (ShortConvolutionState?)sp);
+        }
+        if (!returnState && state is null) return (forward(x, lengths), null);
+        var (y, next) = Stream(x, state, lengths);
+        return (y, (ShortConvolutionState)next);
+    }
+
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="ShortConvolutionState"/>: the last K-1 inputs (zeros before the start).</remarks>
     protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)

@@ -145,9 +145,9 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
         ShortConvolutionState? qState = null, kState = null, vState = null;
         if (q_conv1d is not null)
         {
-            (q, qState) = Convolve(q_conv1d, q, previous?.QConv, returnState, lengths, cuSeqlens);
-            (k, kState) = Convolve(k_conv1d!, k, previous?.KConv, returnState, lengths, cuSeqlens);
-            (v, vState) = Convolve(v_conv1d!, v, previous?.VConv, returnState, lengths, cuSeqlens);
+            (q, qState) = q_conv1d!.Apply(q, previous?.QConv, returnState, lengths, cuSeqlens);
+            (k, kState) = k_conv1d!.Apply(k, previous?.KConv, returnState, lengths, cuSeqlens);
+            (v, vState) = v_conv1d!.Apply(v, previous?.VConv, returnState, lengths, cuSeqlens);
         }
         q = Heads(q, b, l);
         k = Heads(k, b, l);
@@ -183,18 +183,6 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     private string Describe() =>
         $"DeltaNetSequenceMixer(inFeatures: {InFeatures}, numHeads: {NumHeads}, headDim: {HeadDim}, useShortConv: {q_conv1d is not null})";
 
-    private static (Tensor Output, ShortConvolutionState? State) Convolve(ShortConvolution conv, Tensor x, ShortConvolutionState? state,
-        bool returnState, Tensor? lengths, Tensor? cuSeqlens)
-    {
-        if (cuSeqlens is not null)
-        {
-            var (yp, sp) = RunChildPacked(conv, x, cuSeqlens, state, returnState);
-            return (yp, (ShortConvolutionState?)sp);
-        }
-        if (!returnState && state is null) return (conv.forward(x, lengths), null);
-        var (y, next) = conv.Stream(x, state, lengths);
-        return (y, (ShortConvolutionState)next);
-    }
 
     // [B, L, NH * D] -> [B, NH, L, D]
     private Tensor Heads(Tensor t, long b, long l) => t.view(b, l, NumHeads, HeadDim).transpose(1, 2);

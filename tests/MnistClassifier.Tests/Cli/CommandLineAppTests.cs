@@ -57,8 +57,8 @@ public class CommandLineAppTests
     [InlineData("error: --weight-decay -0.1 must be at least 0", "--weight-decay", "-0.1")]
     [InlineData("error: --clip -1 must be at least 0 (0: no clipping)", "--clip", "-1")]
     [InlineData("error: --dropout 1 must be in [0, 1)", "--dropout", "1")]
-    [InlineData("error: --model nope must be one of: lru, deltanet, s4d, mlstm, linoss, s5, conv-baseline", "--model", "nope")]
-    [InlineData("error: -m nope must be one of: lru, deltanet, s4d, mlstm, linoss, s5, conv-baseline", "-m", "nope")]
+    [InlineData("error: --model nope must be one of: lru, deltanet, gated-deltanet, mamba2, s4d, mlstm, linoss, s5, conv-baseline", "--model", "nope")]
+    [InlineData("error: -m nope must be one of: lru, deltanet, gated-deltanet, mamba2, s4d, mlstm, linoss, s5, conv-baseline", "-m", "nope")]
     [InlineData("error: --layout columns must be one of: rows, pixels, permuted", "--layout", "columns")]
     [InlineData("error: --device tpu must be one of: auto, cpu, cuda", "--device", "tpu")]
     [InlineData("error: --foo is not an option or command here", "--foo")]
@@ -215,6 +215,7 @@ public class CommandLineAppTests
     [InlineData("dropRate", "--dropout 0.1 is refused by s5: too many")]
     [InlineData("stateDim", "--model s5 refuses --hidden 7 --blocks 2: too many")]
     [InlineData("numHeads", "--hidden 7 must be divisible by the heads of s5")]
+    [InlineData("headDim", "--model s5 refuses --hidden 7 --blocks 2: too many")]
     public void Library_errors_are_told_in_terms_of_the_options(string paramName, string expected)
     {
         var spec = new NetworkSpec("s5", MnistClassifier.Data.SequenceLayout.Rows, 7, 2, 0.1, 28, 28);

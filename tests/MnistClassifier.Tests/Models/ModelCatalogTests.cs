@@ -76,6 +76,8 @@ public class ModelCatalogTests
     [Theory]
     [InlineData("lru", 52_362)]
     [InlineData("deltanet", 53_258)]
+    [InlineData("gated-deltanet", 87_058)]
+    [InlineData("mamba2", 87_714)]
     [InlineData("s4d", 35_594)]
     [InlineData("mlstm", 62_810)]
     [InlineData("linoss", 52_362)]
