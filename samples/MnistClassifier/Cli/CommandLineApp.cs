@@ -87,6 +87,12 @@ public static class CommandLineApp
             DefaultValueFactory = _ => "rows",
         };
         layout.OneOf("rows", "pixels", "permuted");
+        var block = new Option<string>("--block")
+        {
+            Description = "The standard blocks' norm and activation: library (PyTorch's batch norm, exact GELU) or discretax (discretax's exactly: equinox's EMA batch norm, tanh GELU); not for mlstm",
+            DefaultValueFactory = _ => MnistClassifier.Models.BlockStyles.Library,
+        };
+        block.OneOf(MnistClassifier.Models.BlockStyles.All);
         var data = new Option<string?>("--data") { Description = "Directory with the four IDX files (raw or .gz); default: Debian's Fashion-MNIST if installed, else the embedded subset" };
         var epochs = new Option<int?>("--epochs") { Description = "Passes over the training set (default: enough for about 120,000 images: 20 on the embedded subset, 2 on full Fashion-MNIST)" }.WholeNumber(1);
         var batch = new Option<int>("--batch-size") { Description = "Images per step", DefaultValueFactory = _ => defaults.BatchSize }.WholeNumber(1);
@@ -120,7 +126,7 @@ public static class CommandLineApp
 
         var root = new RootCommand("Trains and evaluates a Discretax sequence classifier on MNIST-style images read as sequences.")
         {
-            model, layout, data, epochs, batch, lr, wd, clip, hidden, blocks, dropout, seed, device, threads, save, load, evalOnly, metrics, plot, limit,
+            model, layout, block, data, epochs, batch, lr, wd, clip, hidden, blocks, dropout, seed, device, threads, save, load, evalOnly, metrics, plot, limit,
         };
         root.SetAction(pr => Guard(error, () =>
         {
@@ -134,12 +140,14 @@ public static class CommandLineApp
             Given(layout, "--layout");
             Given(hidden, "--hidden");
             Given(blocks, "--blocks");
+            Given(block, "--block");
             var settings = new RunSettings(
                 pr.GetValue(model)!, Enum.Parse<SequenceLayout>(pr.GetValue(layout)!, ignoreCase: true), pr.GetValue(data),
                 new TrainingOptions(pr.GetValue(epochs) ?? 1, pr.GetValue(batch), pr.GetValue(lr), pr.GetValue(wd), pr.GetValue(clip),
                     defaults.WarmupFraction, pr.GetValue(seed)),
                 pr.GetValue(hidden), pr.GetValue(blocks), pr.GetValue(dropout), pr.GetValue(device)!, pr.GetValue(threads),
-                pr.GetValue(save), pr.GetValue(load), pr.GetValue(evalOnly), pr.GetValue(metrics), pr.GetValue(plot), pr.GetValue(limit), given, AutoEpochs: pr.GetValue(epochs) is null);
+                pr.GetValue(save), pr.GetValue(load), pr.GetValue(evalOnly), pr.GetValue(metrics), pr.GetValue(plot), pr.GetValue(limit), given, AutoEpochs: pr.GetValue(epochs) is null,
+                Block: pr.GetValue(block)!);
             settings.Training.Validate();
             return TrainCommand.Execute(settings, console);
         }));

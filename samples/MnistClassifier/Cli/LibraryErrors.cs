@@ -40,6 +40,7 @@ public static partial class LibraryErrors
             return new OptionException("--hidden", $"{hidden} must be divisible by the heads{count} of {model}", e);
         }
         string library = Messages.OneLine(e);
+        if (name == nameof(NetworkSpec.Block)) return new OptionException("--block", $"--block {spec.Block} does not apply to {model}: {library}", e);
         if (HiddenNames.Contains(name)) return new OptionException("--hidden", $"{hidden} is refused by {model}: {library}", e);
         if (BlockNames.Contains(name))
             return new OptionException("--blocks", $"--blocks {spec.Blocks.ToString(CultureInfo.InvariantCulture)} is refused by {model}: {library}", e);

@@ -21,6 +21,8 @@ namespace MnistClassifier.Cli;
 /// <param name="Limit">Use only this many training images, or null for all.</param>
 /// <param name="Explicit">The model options the user gave explicitly (name to value), checked against a loaded checkpoint.</param>
 /// <param name="AutoEpochs">No <c>--epochs</c> was given: use <see cref="TrainingOptions.AutoEpochs"/> for the data found.</param>
+/// <param name="Block">The <c>--block</c> style (<see cref="Models.BlockStyles"/>).</param>
 public sealed record RunSettings(string Model, SequenceLayout Layout, string? DataDirectory, TrainingOptions Training,
     int Hidden, int Blocks, double DropRate, string Device, int? Threads, string? SavePath, string? LoadPath, bool EvalOnly,
-    string? MetricsPath, string? PlotPath, int? Limit, IReadOnlyDictionary<string, string> Explicit, bool AutoEpochs = false);
+    string? MetricsPath, string? PlotPath, int? Limit, IReadOnlyDictionary<string, string> Explicit, bool AutoEpochs = false,
+    string Block = Models.BlockStyles.Library);

@@ -60,7 +60,8 @@ public static class TrainCommand
         {
             var images = train.Images;
             spec = new NetworkSpec(ModelCatalog.Get(s.Model).Name, s.Layout, s.Hidden, s.Blocks, s.DropRate,
-                SequenceEncoding.Features(s.Layout, images.Columns), SequenceEncoding.SequenceLength(s.Layout, images.Rows, images.Columns));
+                SequenceEncoding.Features(s.Layout, images.Columns), SequenceEncoding.SequenceLength(s.Layout, images.Rows, images.Columns),
+                Block: s.Block);
             try
             {
                 network = ModelCatalog.Build(spec);

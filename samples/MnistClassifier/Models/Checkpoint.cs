@@ -88,6 +88,7 @@ public static class Checkpoint
             ["--layout"] = saved.Layout.ToString().ToLowerInvariant(),
             ["--hidden"] = saved.Hidden.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["--blocks"] = saved.Blocks.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["--block"] = saved.Block,
         };
         foreach (var (name, value) in requested)
             if (actual.TryGetValue(name, out var have) && !string.Equals(have, value, StringComparison.OrdinalIgnoreCase))

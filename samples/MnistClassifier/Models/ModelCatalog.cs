@@ -13,7 +13,7 @@ namespace MnistClassifier.Models;
 /// <summary>
 /// The models <c>--model</c> can name: each maps a <see cref="NetworkSpec"/> (hidden, blocks, dropRate, sequence
 /// length) to a <see cref="SequenceModule"/>. Adding a model of the library is one line in <see cref="All"/>, e.g.
-/// <c>new("s5", "S5 ...", s =&gt; new S5(s.Hidden, s.Blocks, dropRate: s.DropRate))</c>.
+/// <c>new("s5", "S5 ...", s =&gt; new S5(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation))</c>.
 /// The classifier is <c>Sequential(LinearEncoder -&gt; model -&gt; ClassificationHead)</c>, as a user would build it.
 /// </summary>
 public static class ModelCatalog
@@ -23,26 +23,26 @@ public static class ModelCatalog
     {
         new("lru", "LRU: diagonal complex recurrence (Orvieto et al. 2023), compiled parallel scan; eigenvalues on the ring [0.9, 0.999] for sequences of 256+ steps",
             s => s.SequenceLength >= LongSequence
-                ? new LRU(s.Hidden, s.Blocks, rMin: LongSequenceRMin, rMax: LongSequenceRMax, dropRate: s.DropRate)
-                : new LRU(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+                ? new LRU(s.Hidden, s.Blocks, rMin: LongSequenceRMin, rMax: LongSequenceRMax, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)
+                : new LRU(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("deltanet", "DeltaNet: linear attention with the delta rule (Yang et al. 2024), chunked kernel, fla's short convolutions on q, k, v",
-            s => new DeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate, useShortConv: true)),
+            s => new DeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate, useShortConv: true, norm: s.Norm, activation: s.Activation)),
         new("gated-deltanet", "Gated DeltaNet: the delta rule with a learned per-head decay (Yang et al. 2025), fla's layer, chunked kernel",
-            s => new GatedDeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new GatedDeltaNet(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("mamba2", "Mamba2: selective state-space model in its state-space-duality form (Dao & Gu 2024), chunked SSD kernel",
-            s => new Mamba2(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new Mamba2(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("s4d", "S4D: diagonal state-space model (Gu et al. 2022), FFT convolution",
-            s => new S4D(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new S4D(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("mlstm", "mLSTM: xLSTM matrix-memory layer blocks (Beck et al. 2024), chunkwise stabilized kernel",
-            s => new MLSTM(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new MLSTM(s.Hidden, s.Blocks, dropRate: s.DropRate), StandardBlocks: false),
         new("linoss", "LinOSS: damped oscillatory state-space model (Rusch & Rus 2025), 2x2-block scan",
-            s => new LinOSS(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new LinOSS(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("s5", "S5: HiPPO-initialized diagonal MIMO state-space model (Smith et al. 2023), parallel scan",
-            s => new S5(s.Hidden, s.Blocks, dropRate: s.DropRate)),
+            s => new S5(s.Hidden, s.Blocks, dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)),
         new("conv-baseline",
             "baseline, not a state-space model: blocks of a short causal convolution (kernel 4) and a GLU",
             s => new SequenceModel(s.Hidden, Enumerable.Range(0, s.Blocks).Select(_ =>
-                (SequenceModule)new StandardBlock(s.Hidden, new ShortConvolution(s.Hidden), new GLU(s.Hidden), dropRate: s.DropRate)))),
+                (SequenceModule)new StandardBlock(s.Hidden, new ShortConvolution(s.Hidden), new GLU(s.Hidden), dropRate: s.DropRate, norm: s.Norm, activation: s.Activation)))),
     };
 
     /// <summary>

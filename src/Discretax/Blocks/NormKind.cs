@@ -14,6 +14,15 @@ public enum NormKind
     /// <c>LayerNorm</c> as discretax's blocks use it (and PyTorch's <c>nn.LayerNorm</c> default).</summary>
     Layer,
 
+    /// <summary>
+    /// Batch normalization exactly as discretax's <c>StandardBlock</c> builds it (equinox's <c>BatchNorm(mode="ema",
+    /// channelwise_affine=False)</c>, <see cref="Layers.EquinoxBatchNorm"/>): statistics per channel over batch and time,
+    /// no affine parameters, eps 1e-5, and in training the batch is normalized with the running statistics after
+    /// updating them with it (momentum 0.99, biased variance; the first step takes the batch's own). Eval mode uses
+    /// the running statistics, so it streams exactly.
+    /// </summary>
+    EquinoxBatch,
+
     /// <summary>RMS normalization over the features (<see cref="Layers.RMSNorm"/>), with a learned gain.</summary>
     Rms,
 

@@ -18,6 +18,7 @@ public static class Norms
         return kind switch
         {
             NormKind.Batch => nn.BatchNorm1d(features, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
+            NormKind.EquinoxBatch => new EquinoxBatchNorm(features),
             NormKind.Layer => nn.LayerNorm(features, eps: 1e-5),
             NormKind.XLSTMLayer => nn.LayerNorm(features, eps: 1e-5, elementwise_affine: true, bias: false),
             _ => new RMSNorm(features),
@@ -25,7 +26,7 @@ public static class Norms
     }
 
     /// <summary>
-    /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm sees the input as
+    /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm (both kinds) sees the input as
     /// <c>[B * L, H]</c> rows (a view of a contiguous input): the same statistics per channel over batch and time as
     /// <c>BatchNorm1d</c> on <c>[B, H, L]</c>, but over contiguous memory (about 4x faster forward+backward at
     /// <c>[64, 784, 64]</c>, docs/benchmarks.md "Pixels-layout layer costs").
@@ -38,7 +39,7 @@ public static class Norms
     /// every other norm acts per position and ignores it.</param>
     internal static Tensor Apply(this NormKind kind, nn.Module<Tensor, Tensor> norm, Tensor x, Tensor? valid = null)
     {
-        if (kind != NormKind.Batch) return norm.forward(x);
+        if (kind is not (NormKind.Batch or NormKind.EquinoxBatch)) return norm.forward(x);
         var rows = x.reshape(-1, x.shape[^1]);
         if (valid is null || !norm.training) return norm.forward(rows).reshape(x.shape);
         var index = valid.reshape(-1).nonzero().squeeze(1);

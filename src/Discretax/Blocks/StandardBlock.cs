@@ -14,7 +14,7 @@ namespace Discretax.Blocks;
 /// skip = x
 /// if prenorm: x = norm(x)
 /// x = sequence_mixer(x)
-/// x = dropout(gelu(x))
+/// x = dropout(act(x))          (act: GELU by default; discretax's jax.nn.gelu is Activation.GELUTanh)
 /// x = channel_mixer(x)
 /// x = dropout(x)
 /// x = skip + x
@@ -24,7 +24,7 @@ namespace Discretax.Blocks;
 /// </summary>
 public sealed class StandardBlock : SequenceModule
 {
-    /// <summary>The normalization (BatchNorm1d, LayerNorm or RMSNorm over H).</summary>
+    /// <summary>The normalization (BatchNorm1d, EquinoxBatchNorm, LayerNorm or RMSNorm over H).</summary>
     public nn.Module<Tensor, Tensor> norm;
 
     /// <summary>The sequence mixer.</summary>
@@ -43,8 +43,10 @@ public sealed class StandardBlock : SequenceModule
     /// <param name="dropRate">Dropout probability in [0, 1).</param>
     /// <param name="prenorm">Normalize before the mixers (true) or after the residual (false).</param>
     /// <param name="norm">The normalization kind.</param>
+    /// <param name="activation">The activation after the sequence mixer.</param>
+    /// <remarks>discretax's block exactly: <c>norm: NormKind.EquinoxBatch, activation: Activation.GELUTanh</c>.</remarks>
     public StandardBlock(long inFeatures, SequenceModule sequenceMixer, ChannelMixer channelMixer,
-        double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
+        double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(StandardBlock), Check.Dim(inFeatures))
     {
         ArgumentNullException.ThrowIfNull(sequenceMixer);
@@ -55,7 +57,9 @@ public sealed class StandardBlock : SequenceModule
             throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {channelMixer.InFeatures} -> {channelMixer.OutFeatures}.", nameof(channelMixer));
         Check.DropRate(dropRate);
         Check.Defined(norm);
+        Check.Defined(activation);
         Prenorm = prenorm;
+        Activation = activation;
         Norm = norm;
         this.norm = Norms.Create(norm, inFeatures);
         sequence_mixer = sequenceMixer;
@@ -69,6 +73,9 @@ public sealed class StandardBlock : SequenceModule
 
     /// <summary>The normalization kind.</summary>
     public NormKind Norm { get; }
+
+    /// <summary>The activation after the sequence mixer.</summary>
+    public Activation Activation { get; }
 
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
@@ -94,7 +101,7 @@ public sealed class StandardBlock : SequenceModule
 
     private Tensor Finish(Tensor skip, Tensor mixed, Tensor? valid)
     {
-        var h = drop.forward(nn.functional.gelu(mixed));
+        var h = drop.forward(Activation.Apply(mixed));
         h = drop.forward(channel_mixer.forward(h));
         var y = skip + h;
         return Prenorm ? y : ApplyNorm(y, valid);

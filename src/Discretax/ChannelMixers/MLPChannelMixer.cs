@@ -34,14 +34,6 @@ public sealed class MLPChannelMixer : ChannelMixer
     /// <inheritdoc />
     protected override Tensor Mix(Tensor x)
     {
-        var y = linear.forward(x);
-        return NonLinearity switch
-        {
-            Activation.ReLU => nn.functional.relu(y),
-            Activation.GELU => nn.functional.gelu(y),
-            Activation.Swish or Activation.SiLU => nn.functional.silu(y),
-            Activation.Tanh => y.tanh(),
-            _ => throw new InvalidOperationException($"Unknown activation {NonLinearity}."),
-        };
+        return NonLinearity.Apply(linear.forward(x));
     }
 }

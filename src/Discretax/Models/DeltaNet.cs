@@ -25,13 +25,17 @@ public sealed class DeltaNet : SequenceModel
     /// (<see cref="DeltaNetSequenceMixer"/>'s <c>useShortConv</c>); off in discretax's model.</param>
     /// <param name="useOutputNorm">fla's per-head RMS norm of every mixer's output before its projection.</param>
     /// <param name="useOutputGate">fla's output gate (with <paramref name="useOutputNorm"/>: a gated RMS norm).</param>
+    /// <param name="norm">The blocks' norm: batch norm as PyTorch computes it by default; <see cref="NormKind.EquinoxBatch"/> is
+    /// discretax's exactly; <see cref="NormKind.Layer"/> or <see cref="NormKind.Rms"/> for causal language models.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 64,
         double dropRate = 0.1, bool prenorm = true, bool useShortConv = false, bool useOutputNorm = false,
-        bool useOutputGate = false)
+        bool useOutputGate = false, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(DeltaNet), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
             h => new DeltaNetSequenceMixer(h, numHeads, headDim, chunkSize, useShortConv: useShortConv,
                 useOutputNorm: useOutputNorm, useOutputGate: useOutputGate),
-            h => new GLU(h, useBias: false), dropRate, prenorm))
+            h => new GLU(h, useBias: false), dropRate, prenorm, norm, activation))
     {
     }
 }

@@ -34,13 +34,15 @@ public sealed class GatedDeltaNet : SequenceModel
     /// <param name="dropRate">Dropout probability of the blocks.</param>
     /// <param name="prenorm">Normalize before the mixers.</param>
     /// <param name="norm">The blocks' norm.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public GatedDeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 2, int? headDim = null, int? numVHeads = null,
         double expandV = 2, bool useGate = true, bool useShortConv = true, int chunkSize = 64, double dropRate = 0.1,
-        bool prenorm = true, NormKind norm = NormKind.Batch)
+        bool prenorm = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(GatedDeltaNet), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
             h => new GatedDeltaNetSequenceMixer(h, numHeads, headDim ?? HeadDim(h, numHeads), numVHeads, expandV, useGate,
                 useShortConv, chunkSize: chunkSize),
-            h => new GLU(h, useBias: false), dropRate, prenorm, norm))
+            h => new GLU(h, useBias: false), dropRate, prenorm, norm, activation))
     {
     }
 

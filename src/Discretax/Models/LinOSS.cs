@@ -24,11 +24,15 @@ public sealed class LinOSS : SequenceModel
     /// <param name="dropRate">Dropout probability of the blocks.</param>
     /// <param name="prenorm">Normalize before the mixers.</param>
     /// <param name="useBias">Biases in the GLU channel mixers.</param>
+    /// <param name="norm">The blocks' norm: batch norm as PyTorch computes it by default; <see cref="NormKind.EquinoxBatch"/> is
+    /// discretax's exactly; <see cref="NormKind.Layer"/> or <see cref="NormKind.Rms"/> for causal language models.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public LinOSS(long hiddenDim, int numBlocks = 4, long stateDim = 64, LinOSSDiscretization discretization = LinOSSDiscretization.IMEX,
-        bool damping = true, double rMin = 0.9, double thetaMax = Math.PI, double dropRate = 0.1, bool prenorm = true, bool useBias = true)
+        bool damping = true, double rMin = 0.9, double thetaMax = Math.PI, double dropRate = 0.1, bool prenorm = true, bool useBias = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(LinOSS), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
             h => new LinOSSSequenceMixer(h, stateDim, discretization, damping, rMin, thetaMax), h => new GLU(h, useBias: useBias),
-            dropRate, prenorm))
+            dropRate, prenorm, norm, activation))
     {
     }
 }

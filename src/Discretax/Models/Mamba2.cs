@@ -35,11 +35,13 @@ public sealed class Mamba2 : SequenceModel
     /// <param name="dropRate">Dropout probability of the blocks.</param>
     /// <param name="prenorm">Normalize before the mixers.</param>
     /// <param name="norm">The blocks' norm.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public Mamba2(long hiddenDim, int numBlocks = 4, int stateSize = 64, int numHeads = 4, int? headDim = null, int expand = 2, int numGroups = 1,
-        int convSize = 4, int chunkSize = 64, double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
+        int convSize = 4, int chunkSize = 64, double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(Mamba2), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
             h => new Mamba2SequenceMixer(h, stateSize, convSize, expand, headDim ?? HeadDim(h, expand, numHeads), numGroups, chunkSize: chunkSize),
-            h => new GLU(h, useBias: false), dropRate, prenorm, norm))
+            h => new GLU(h, useBias: false), dropRate, prenorm, norm, activation))
     {
     }
 

@@ -30,10 +30,14 @@ public sealed class S4D : SequenceModel
     /// <param name="prenorm">Normalize before the mixers (true) or after the residual (false).</param>
     /// <param name="useBias">Whether the GLU channel mixers' linear maps have biases.</param>
     /// <exception cref="ArgumentOutOfRangeException">A size, step bound or rate is out of range.</exception>
+    /// <param name="norm">The blocks' norm: batch norm as PyTorch computes it by default; <see cref="NormKind.EquinoxBatch"/> is
+    /// discretax's exactly; <see cref="NormKind.Layer"/> or <see cref="NormKind.Rms"/> for causal language models.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public S4D(long hiddenDim, int numBlocks = 4, long stateDim = 64, double dtMin = 0.001, double dtMax = 0.1,
-        double dropRate = 0.1, bool prenorm = true, bool useBias = true)
+        double dropRate = 0.1, bool prenorm = true, bool useBias = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(S4D), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
-            h => new S4DSequenceMixer(h, stateDim, dtMin: dtMin, dtMax: dtMax), h => new GLU(h, useBias: useBias), dropRate, prenorm))
+            h => new S4DSequenceMixer(h, stateDim, dtMin: dtMin, dtMax: dtMax), h => new GLU(h, useBias: useBias), dropRate, prenorm, norm, activation))
     {
         StateDim = stateDim;
     }

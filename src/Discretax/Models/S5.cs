@@ -29,12 +29,16 @@ public sealed class S5 : SequenceModel
     /// <param name="dropRate">Dropout probability of the blocks.</param>
     /// <param name="prenorm">Normalize before the mixers.</param>
     /// <param name="useBias">Biases in the GLU channel mixers.</param>
+    /// <param name="norm">The blocks' norm: batch norm as PyTorch computes it by default; <see cref="NormKind.EquinoxBatch"/> is
+    /// discretax's exactly; <see cref="NormKind.Layer"/> or <see cref="NormKind.Rms"/> for causal language models.</param>
+    /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
+    /// <see cref="Activation.GELUTanh"/>.</param>
     public S5(long hiddenDim, int numBlocks = 4, long stateDim = 64, int ssmBlocks = 1, S5CInit cInit = S5CInit.LecunNormal,
         bool conjSym = true, bool clipEigs = true, Discretization discretization = Discretization.Zoh, double dtMin = 0.001,
-        double dtMax = 1.0, double stepRescale = 1.0, double dropRate = 0.1, bool prenorm = true, bool useBias = true)
+        double dtMax = 1.0, double stepRescale = 1.0, double dropRate = 0.1, bool prenorm = true, bool useBias = true, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(S5), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,
             h => new S5SequenceMixer(h, stateDim, ssmBlocks, cInit, conjSym, clipEigs, discretization, dtMin, dtMax, stepRescale),
-            h => new GLU(h, useBias: useBias), dropRate, prenorm))
+            h => new GLU(h, useBias: useBias), dropRate, prenorm, norm, activation))
     {
     }
 }

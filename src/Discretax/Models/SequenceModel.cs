@@ -79,9 +79,11 @@ public class SequenceModel : SequenceModule
     /// <param name="channelMixer">Makes a block's channel mixer <c>H -> H</c>.</param>
     /// <param name="dropRate">The blocks' dropout probability, in [0, 1).</param>
     /// <param name="prenorm">Normalize before the mixers (true) or after the residual (false).</param>
-    /// <param name="norm">The blocks' norm (discretax: batch norm).</param>
+    /// <param name="norm">The blocks' norm (discretax: batch norm, exactly <see cref="NormKind.EquinoxBatch"/>).</param>
+    /// <param name="activation">The blocks' activation after the mixer (discretax: <see cref="Activation.GELUTanh"/>).</param>
     public static IReadOnlyList<SequenceModule> Standard(long hiddenDim, int numBlocks, Func<long, SequenceModule> mixer,
-        Func<long, ChannelMixer> channelMixer, double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch)
+        Func<long, ChannelMixer> channelMixer, double dropRate = 0.1, bool prenorm = true, NormKind norm = NormKind.Batch,
+        Activation activation = Activation.GELU)
     {
         Check.AtLeast(hiddenDim, 1);
         Check.AtLeast(numBlocks, 1);
@@ -89,9 +91,10 @@ public class SequenceModel : SequenceModule
         ArgumentNullException.ThrowIfNull(channelMixer);
         Check.DropRate(dropRate);
         Check.Defined(norm);
+        Check.Defined(activation);
         var list = new List<SequenceModule>(numBlocks);
         for (int i = 0; i < numBlocks; i++)
-            list.Add(new StandardBlock(hiddenDim, mixer(hiddenDim), channelMixer(hiddenDim), dropRate, prenorm, norm));
+            list.Add(new StandardBlock(hiddenDim, mixer(hiddenDim), channelMixer(hiddenDim), dropRate, prenorm, norm, activation));
         return list;
     }
 

@@ -651,7 +651,7 @@ public abstract class SequenceModuleContract
     {
         using var scope = NewDisposeScope();
         var m = Create();
-        if (m.named_modules().Any(c => c.module is TorchSharp.Modules.BatchNorm1d)) return; // causal in eval mode only, by design
+        if (m.named_modules().Any(c => c.module is TorchSharp.Modules.BatchNorm1d or Discretax.Layers.EquinoxBatchNorm)) return; // causal in eval mode only, by design
         m.train();
         foreach (var (_, child) in m.named_modules())
             if (child is Discretax.Layers.FastDropout) child.eval();

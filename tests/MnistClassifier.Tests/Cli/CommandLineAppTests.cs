@@ -216,6 +216,7 @@ public class CommandLineAppTests
     [InlineData("stateDim", "--model s5 refuses --hidden 7 --blocks 2: too many")]
     [InlineData("numHeads", "--hidden 7 must be divisible by the heads of s5")]
     [InlineData("headDim", "--model s5 refuses --hidden 7 --blocks 2: too many")]
+    [InlineData("Block", "--block library does not apply to s5: too many")]
     public void Library_errors_are_told_in_terms_of_the_options(string paramName, string expected)
     {
         var spec = new NetworkSpec("s5", MnistClassifier.Data.SequenceLayout.Rows, 7, 2, 0.1, 28, 28);

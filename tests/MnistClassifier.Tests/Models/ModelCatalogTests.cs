@@ -57,6 +57,24 @@ public class ModelCatalogTests
     }
 
     [Fact]
+    public void Block_discretax_gives_discretaxs_norm_and_activation_to_every_standard_block_model()
+    {
+        foreach (var entry in ModelCatalog.All.Where(e => e.StandardBlocks))
+        {
+            var spec = new NetworkSpec(entry.Name, SequenceLayout.Rows, 8, 1, 0.0, 28, 28, Block: BlockStyles.Discretax);
+            using var net = ModelCatalog.Build(spec);
+            var blocks = net.modules().OfType<Discretax.Blocks.StandardBlock>().ToList();
+            blocks.Should().NotBeEmpty(entry.Name);
+            blocks.Should().OnlyContain(b => b.Norm == Discretax.Blocks.NormKind.EquinoxBatch && b.Activation == Discretax.ChannelMixers.Activation.GELUTanh, entry.Name);
+            using var library = ModelCatalog.Build(spec with { Block = BlockStyles.Library });
+            library.modules().OfType<Discretax.Blocks.StandardBlock>().Should().OnlyContain(b => b.Norm == Discretax.Blocks.NormKind.Batch, entry.Name);
+            spec.Describe().Should().EndWith(", discretax blocks");
+        }
+        var mlstm = new NetworkSpec("mlstm", SequenceLayout.Rows, 8, 1, 0.0, 28, 28, Block: BlockStyles.Discretax);
+        ((Action)(() => ModelCatalog.Build(mlstm))).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("Block");
+    }
+
+    [Fact]
     public void Deltanet_uses_flas_short_convolutions()
     {
         using var net = ModelCatalog.Build(new NetworkSpec("deltanet", SequenceLayout.Rows, 8, 2, 0.0, 28, 28));
