@@ -47,13 +47,16 @@ namespace Discretax.Kernels;
 /// fused <c>baddbmm</c> calls and one scaling per chunk), as in <see cref="DeltaRule.Chunked"/>.
 /// </para>
 /// <para>
-/// Stability: no positive number is exponentiated when <c>g &lt;= 0</c>. <c>G</c> is non-increasing within a chunk, so
-/// <c>G_i</c>, <c>G_C - G_i</c> and <c>G_i - G_j</c> (<c>j &lt;= i</c>) are all <c>&lt;= 0</c>; the differences above the
-/// diagonal (positive) are replaced by <c>-inf</c> with a select before the exponential, which gives exact zeros. Every
-/// factor is in [0, 1]: strong decays (<c>g = -20</c> per step, <c>G</c> down to -1280 in a chunk of 64) underflow to 0
-/// without inf or NaN, and a chunk of <c>g = 0</c> gives <c>Gamma = 1</c> on and below the diagonal, i.e. exactly the
-/// delta rule's chunk. The differences <c>G_i - G_j</c> are formed from cumulative sums restarted at every chunk, so
-/// their rounding grows with the chunk's total decay (about <c>eps * |G_C|</c>), never with the sequence length.
+/// Stability: no positive number is exponentiated when <c>g &lt;= 0</c>. The exponents are the cumulative sums
+/// <c>G_i</c> and the segment sums <c>D_ij = g_{j+1} + ... + g_i</c> (<c>j &lt;= i</c>; <c>G_C - G_i = D_Ci</c>), all sums of
+/// non-positive numbers; <c>D</c> is formed directly (a cumulative sum of the masked matrix <c>[g_r]_{r &gt; j}</c> down its
+/// columns), not as the difference <c>G_i - G_j</c>, and the entries above the diagonal are replaced by <c>-inf</c> with a
+/// select before the exponential, which gives exact zeros. Every factor is in [0, 1]: strong decays (<c>g = -20</c> per
+/// step, <c>G</c> down to -1280 in a chunk of 64) underflow to 0 without inf or NaN, <c>g = -inf</c> (forget the state) gives
+/// exact zeros (a difference would give <c>-inf - (-inf) = NaN</c>), and a chunk of <c>g = 0</c> gives <c>Gamma = 1</c> on and
+/// below the diagonal, i.e. exactly the delta rule's chunk. The rounding of an exponent is relative to the exponent
+/// itself (about <c>C eps |D_ij|</c>), so a large decay early in a chunk costs no accuracy in the factors between later
+/// rows (with differences of cumulative sums the error would be <c>eps |G_i|</c> whatever the factor).
 /// </para>
 /// <para>
 /// Any length: the sequence is padded at the end to a multiple of the chunk size with <c>q = k = v = beta = g = 0</c>,
@@ -160,16 +163,18 @@ public static class GatedDeltaRule
         var vs = vc.reshape(bh, n, c, dv);
         var bs = bc.reshape(bh, n, c, 1);
 
-        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i (cumulative from the chunk's start),
-        // G_C - G_i, and Gamma_ij = exp(G_i - G_j) for j <= i, the positive differences above the diagonal replaced
-        // by -inf (a select) before the exponential, so Gamma is exactly 0 there.
-        var gcum = gc.reshape(bh, n, c).cumsum(-1);                              // G       [BH, N, C]
-        var gLast = gcum.narrow(-1, c - 1, 1);                                  // G_C     [BH, N, 1]
-        var upper = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
-        var gamma = (gcum.unsqueeze(-1) - gcum.unsqueeze(-2)).masked_fill(upper, double.NegativeInfinity).exp();
+        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i = g_1 + ... + g_i (cumulative from the chunk's
+        // start) and the segment sums D_ij = g_{j+1} + ... + g_i (j <= i), summed directly (a masked cumulative sum down
+        // the columns), not as G_i - G_j: no cancellation when G is large, and -inf never meets -inf. Above the diagonal
+        // D is replaced by -inf (a select) before the exponential, so Gamma = exp(D) is exactly 0 there.
+        var gs = gc.reshape(bh, n, c);
+        var gcum = gs.cumsum(-1);                                               // G       [BH, N, C]
+        var above = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
+        var segment = gs.unsqueeze(-1).expand(bh, n, c, c).tril(-1).cumsum(-2);  // [g_r]_{r > j} summed down: D_ij (0 for j >= i)
+        var gamma = segment.masked_fill(above, double.NegativeInfinity).exp();  // Gamma   [BH, N, C, C]
         var eG = gcum.exp().unsqueeze(-1);                                       // exp(G)        [BH, N, C, 1]
-        var eTail = (gLast - gcum).exp().unsqueeze(-1);                          // exp(G_C - G)  [BH, N, C, 1]
-        var eLast = gLast.exp().unsqueeze(-1);                                   // exp(G_C)      [BH, N, 1, 1]
+        var eTail = gamma.select(-2, c - 1).unsqueeze(-1);                       // exp(G_C - G) = Gamma_Ci  [BH, N, C, 1]
+        var eLast = gcum.narrow(-1, c - 1, 1).exp().unsqueeze(-1);               // exp(G_C)      [BH, N, 1, 1]
 
         // WY / UT transform for all chunks at once: T = (I + tril(diag(beta) (K K^T ⊙ Gamma), -1))^{-1}.
         var kb = ks * bs;
