@@ -12,7 +12,7 @@ namespace Discretax.Kernels;
 /// <remarks>
 /// <para>
 /// Per batch and head, with <c>q_t, k_t</c> in R^Dk, <c>v_t</c> in R^Dv, the write strength <c>beta_t</c> (usually in
-/// (0, 1)), the log decay <c>g_t</c> (<c>g_t &lt;= 0</c>, so <c>exp(g_t)</c> is in (0, 1]) and the state <c>S</c> in
+/// (0, 1)), the log decay <c>g_t</c> (<c>g_t &lt;= 0</c>, so <c>exp(g_t)</c> is in [0, 1]) and the state <c>S</c> in
 /// R^{Dk x Dv}:
 /// <code>
 /// S_t = exp(g_t) S_{t-1} + beta_t k_t (v_t - exp(g_t) S_{t-1}^T k_t)^T,      o_t = S_t^T q_t,      S_0 = initialState (or 0).
@@ -82,7 +82,8 @@ public static class GatedDeltaRule
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
     /// <param name="g">
     /// Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c> (the state is multiplied by <c>exp(g_t)</c> at step t);
-    /// not checked. A positive value is computed as written and may overflow (see the class remarks).
+    /// <c>-inf</c> forgets the state exactly. Not checked: a positive value is computed as written and may overflow (see
+    /// the class remarks).
     /// </param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too.</param>
@@ -218,7 +219,8 @@ public static class GatedDeltaRule
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
-    /// <param name="g">Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c>; not checked (a positive value grows the state).</param>
+    /// <param name="g">Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c> (<c>-inf</c> forgets the state); not checked (a positive
+    /// value grows the state).</param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
     /// <param name="cuSeqlens">

@@ -473,6 +473,34 @@ public class GatedDeltaRuleTests
             }
     }
 
+    [Theory]
+    [InlineData("k")]
+    [InlineData("v")]
+    [InlineData("g")]
+    [InlineData("beta")]
+    public void APackedNaNStaysInItsSequence(string input)
+    {
+        // Sequences [0, 6), [6, 13), [13, 30) with chunks of 4: the chunk-aligned layout never puts two sequences in one
+        // chunk, so a NaN in the second sequence reaches neither the first nor the third (outputs and final states).
+        using var scope = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = Inputs(76, 30, b: 1);
+        var x = new[] { q, k, v, g, beta }.Select(t => t.clone()).ToArray();
+        x[Array.IndexOf(new[] { "q", "k", "v", "g", "beta" }, input)].select(2, 8).fill_(double.NaN);
+        var cu = tensor(new long[] { 0, 6, 13, 30 });
+        var h0 = cat(new[] { s0, s0, s0 }, 0);
+        foreach (var (o, s) in new[]
+        {
+            GatedDeltaRule.Chunked(x[0], x[1], x[2], x[3], x[4], 4, h0, cu), GatedDeltaRule.Recurrent(x[0], x[1], x[2], x[3], x[4], h0, cu),
+        })
+        {
+            AllFinite(o.narrow(2, 0, 6)).Should().BeTrue();
+            AllFinite(o.narrow(2, 13, 17)).Should().BeTrue();
+            AllFinite(s[0]).Should().BeTrue();
+            AllFinite(s[2]).Should().BeTrue();
+            AllFinite(s[1]).Should().BeFalse();
+        }
+    }
+
     // ---------------------------------------------------------------- validation
 
     public static IEnumerable<object[]> BadInputs()
