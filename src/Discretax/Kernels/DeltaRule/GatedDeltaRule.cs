@@ -300,10 +300,10 @@ public static class GatedDeltaRule
     {
         var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
         Check.AtLeast(chunkSize, 1);
+        using var scope = NewDisposeScope();                                   // also holds the host copy of cuSeqlens
         var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
         CheckPackedState(packed, initialState, q, nh, dk, dv);
 
-        using var scope = NewDisposeScope();
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
@@ -353,10 +353,10 @@ public static class GatedDeltaRule
         Tensor? initialState, Tensor cuSeqlens)
     {
         var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
+        using var scope = NewDisposeScope();                                   // also holds the host copy of cuSeqlens
         var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
         CheckPackedState(packed, initialState, q, nh, dk, dv);
 
-        using var scope = NewDisposeScope();
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         var qsteps = q.to(dtype).reshape(nh, l, dk).split(1, 1);                // each [NH, 1, Dk]

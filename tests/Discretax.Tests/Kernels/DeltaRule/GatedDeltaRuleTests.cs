@@ -501,6 +501,30 @@ public class GatedDeltaRuleTests
         }
     }
 
+    [Fact]
+    public void OnlyTheTwoResultsStayInTheCallersScope()
+    {
+        using var outer = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = Inputs(77, 70, b: 1);
+        var (ql, kl, vl, gl, bl, _) = Inputs(78, 1100, b: 1);            // the segmented path
+        var h0 = cat(new[] { s0, s0 }, 0);
+        var cu = tensor(new long[] { 0, 30, 70 });
+        var calls = new (string Name, Func<(Tensor, Tensor)> Call)[]
+        {
+            ("chunked", () => GatedDeltaRule.Chunked(q, k, v, g, beta, 16, s0)),
+            ("chunked, segments", () => GatedDeltaRule.Chunked(ql, kl, vl, gl, bl, 64, s0)),
+            ("recurrent", () => GatedDeltaRule.Recurrent(q, k, v, g, beta, s0)),
+            ("chunked, packed", () => GatedDeltaRule.Chunked(q, k, v, g, beta, 16, h0, cu)),
+            ("recurrent, packed", () => GatedDeltaRule.Recurrent(q, k, v, g, beta, h0, cu)),
+        };
+        foreach (var (name, call) in calls)
+        {
+            using var scope = NewDisposeScope();
+            call();
+            scope.DisposablesCount.Should().Be(2, $"{name} leaves only its output and final state");
+        }
+    }
+
     // ---------------------------------------------------------------- validation
 
     public static IEnumerable<object[]> BadInputs()
