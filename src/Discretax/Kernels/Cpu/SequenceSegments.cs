@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace Discretax.Kernels;
 
 /// <summary>
-/// The segment length of the chunked kernels (<see cref="DeltaRule.Chunked"/>, <see cref="MLSTMKernel.Chunked"/>):
+/// The segment length of the chunked kernels (<see cref="DeltaRule.Chunked"/>, <see cref="GatedDeltaRule.Chunked"/>,
+/// <see cref="MLSTMKernel.Chunked"/>):
 /// sequences longer than this are processed segment by segment with the state carried across, so that the batched
 /// per-chunk temporaries of one call stay cache-sized and the time grows linearly in L. Segments are whole numbers
 /// of chunks, so the chunks and the arithmetic are the same as without segments.

@@ -12,7 +12,7 @@ namespace Discretax.Kernels;
 /// <remarks>
 /// <para>
 /// Per batch and head, with <c>q_t, k_t</c> in R^Dk, <c>v_t</c> in R^Dv, the write strength <c>beta_t</c> (usually in
-/// (0, 1)), the log decay <c>g_t</c> (<c>g_t &lt;= 0</c>, so <c>exp(g_t)</c> is in (0, 1]) and the state <c>S</c> in
+/// (0, 1)), the log decay <c>g_t</c> (<c>g_t &lt;= 0</c>, so <c>exp(g_t)</c> is in [0, 1]) and the state <c>S</c> in
 /// R^{Dk x Dv}:
 /// <code>
 /// S_t = exp(g_t) S_{t-1} + beta_t k_t (v_t - exp(g_t) S_{t-1}^T k_t)^T,      o_t = S_t^T q_t,      S_0 = initialState (or 0).
@@ -47,13 +47,16 @@ namespace Discretax.Kernels;
 /// fused <c>baddbmm</c> calls and one scaling per chunk), as in <see cref="DeltaRule.Chunked"/>.
 /// </para>
 /// <para>
-/// Stability: no positive number is exponentiated when <c>g &lt;= 0</c>. <c>G</c> is non-increasing within a chunk, so
-/// <c>G_i</c>, <c>G_C - G_i</c> and <c>G_i - G_j</c> (<c>j &lt;= i</c>) are all <c>&lt;= 0</c>; the differences above the
-/// diagonal (positive) are replaced by <c>-inf</c> with a select before the exponential, which gives exact zeros. Every
-/// factor is in [0, 1]: strong decays (<c>g = -20</c> per step, <c>G</c> down to -1280 in a chunk of 64) underflow to 0
-/// without inf or NaN, and a chunk of <c>g = 0</c> gives <c>Gamma = 1</c> on and below the diagonal, i.e. exactly the
-/// delta rule's chunk. The differences <c>G_i - G_j</c> are formed from cumulative sums restarted at every chunk, so
-/// their rounding grows with the chunk's total decay (about <c>eps * |G_C|</c>), never with the sequence length.
+/// Stability: no positive number is exponentiated when <c>g &lt;= 0</c>. The exponents are the cumulative sums
+/// <c>G_i</c> and the segment sums <c>D_ij = g_{j+1} + ... + g_i</c> (<c>j &lt;= i</c>; <c>G_C - G_i = D_Ci</c>), all sums of
+/// non-positive numbers; <c>D</c> is formed directly (a cumulative sum of the masked matrix <c>[g_r]_{r &gt; j}</c> down its
+/// columns), not as the difference <c>G_i - G_j</c>, and the entries above the diagonal are replaced by <c>-inf</c> with a
+/// select before the exponential, which gives exact zeros. Every factor is in [0, 1]: strong decays (<c>g = -20</c> per
+/// step, <c>G</c> down to -1280 in a chunk of 64) underflow to 0 without inf or NaN, <c>g = -inf</c> (forget the state) gives
+/// exact zeros (a difference would give <c>-inf - (-inf) = NaN</c>), and a chunk of <c>g = 0</c> gives <c>Gamma = 1</c> on and
+/// below the diagonal, i.e. exactly the delta rule's chunk. The rounding of an exponent is relative to the exponent
+/// itself (about <c>C eps |D_ij|</c>), so a large decay early in a chunk costs no accuracy in the factors between later
+/// rows (with differences of cumulative sums the error would be <c>eps |G_i|</c> whatever the factor).
 /// </para>
 /// <para>
 /// Any length: the sequence is padded at the end to a multiple of the chunk size with <c>q = k = v = beta = g = 0</c>,
@@ -79,7 +82,8 @@ public static class GatedDeltaRule
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
     /// <param name="g">
     /// Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c> (the state is multiplied by <c>exp(g_t)</c> at step t);
-    /// not checked. A positive value is computed as written and may overflow (see the class remarks).
+    /// <c>-inf</c> forgets the state exactly. Not checked: a positive value is computed as written and may overflow (see
+    /// the class remarks).
     /// </param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too.</param>
@@ -160,16 +164,18 @@ public static class GatedDeltaRule
         var vs = vc.reshape(bh, n, c, dv);
         var bs = bc.reshape(bh, n, c, 1);
 
-        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i (cumulative from the chunk's start),
-        // G_C - G_i, and Gamma_ij = exp(G_i - G_j) for j <= i, the positive differences above the diagonal replaced
-        // by -inf (a select) before the exponential, so Gamma is exactly 0 there.
-        var gcum = gc.reshape(bh, n, c).cumsum(-1);                              // G       [BH, N, C]
-        var gLast = gcum.narrow(-1, c - 1, 1);                                  // G_C     [BH, N, 1]
-        var upper = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
-        var gamma = (gcum.unsqueeze(-1) - gcum.unsqueeze(-2)).masked_fill(upper, double.NegativeInfinity).exp();
+        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i = g_1 + ... + g_i (cumulative from the chunk's
+        // start) and the segment sums D_ij = g_{j+1} + ... + g_i (j <= i), summed directly (a masked cumulative sum down
+        // the columns), not as G_i - G_j: no cancellation when G is large, and -inf never meets -inf. Above the diagonal
+        // D is replaced by -inf (a select) before the exponential, so Gamma = exp(D) is exactly 0 there.
+        var gs = gc.reshape(bh, n, c);
+        var gcum = gs.cumsum(-1);                                               // G       [BH, N, C]
+        var above = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
+        var segment = gs.unsqueeze(-1).expand(bh, n, c, c).tril(-1).cumsum(-2);  // [g_r]_{r > j} summed down: D_ij (0 for j >= i)
+        var gamma = segment.masked_fill(above, double.NegativeInfinity).exp();  // Gamma   [BH, N, C, C]
         var eG = gcum.exp().unsqueeze(-1);                                       // exp(G)        [BH, N, C, 1]
-        var eTail = (gLast - gcum).exp().unsqueeze(-1);                          // exp(G_C - G)  [BH, N, C, 1]
-        var eLast = gLast.exp().unsqueeze(-1);                                   // exp(G_C)      [BH, N, 1, 1]
+        var eTail = gamma.select(-2, c - 1).unsqueeze(-1);                       // exp(G_C - G) = Gamma_Ci  [BH, N, C, 1]
+        var eLast = gcum.narrow(-1, c - 1, 1).exp().unsqueeze(-1);               // exp(G_C)      [BH, N, 1, 1]
 
         // WY / UT transform for all chunks at once: T = (I + tril(diag(beta) (K K^T ⊙ Gamma), -1))^{-1}.
         var kb = ks * bs;
@@ -213,7 +219,8 @@ public static class GatedDeltaRule
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
-    /// <param name="g">Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c>; not checked (a positive value grows the state).</param>
+    /// <param name="g">Log decays <c>[B, NH, L]</c>, expected <c>&lt;= 0</c> (<c>-inf</c> forgets the state); not checked (a positive
+    /// value grows the state).</param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
     /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
     /// <param name="cuSeqlens">
@@ -293,10 +300,10 @@ public static class GatedDeltaRule
     {
         var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
         Check.AtLeast(chunkSize, 1);
+        using var scope = NewDisposeScope();                                   // also holds the host copy of cuSeqlens
         var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
         CheckPackedState(packed, initialState, q, nh, dk, dv);
 
-        using var scope = NewDisposeScope();
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
@@ -346,10 +353,10 @@ public static class GatedDeltaRule
         Tensor? initialState, Tensor cuSeqlens)
     {
         var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, null);
+        using var scope = NewDisposeScope();                                   // also holds the host copy of cuSeqlens
         var packed = PackedSequences.Validate(cuSeqlens, b, l, nameof(q));
         CheckPackedState(packed, initialState, q, nh, dk, dv);
 
-        using var scope = NewDisposeScope();
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         var qsteps = q.to(dtype).reshape(nh, l, dk).split(1, 1);                // each [NH, 1, Dk]

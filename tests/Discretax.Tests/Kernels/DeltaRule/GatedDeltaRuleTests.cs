@@ -356,6 +356,59 @@ public class GatedDeltaRuleTests
         }
     }
 
+    [Fact]
+    public void AnInfiniteNegativeDecayForgetsTheStateInBothForms()
+    {
+        // g = -inf at steps 5, 20 and 21 (a hard reset: exp(g) = 0), inside chunks of 16 and across a chunk edge.
+        // Outputs after a reset do not depend on anything before it, and no NaN arises (the in-chunk decays are sums of
+        // the g between two rows, never differences of cumulative sums, so -inf never meets -inf).
+        using var scope = NewDisposeScope();
+        const long len = 40;
+        var (q, k, v, g, beta, s0) = Inputs(74, len, b: 1);
+        g = g.clone();
+        foreach (var t in new long[] { 5, 20, 21 }) g[TensorIndex.Colon, TensorIndex.Colon, t] = double.NegativeInfinity;
+        var inputs = new[] { q, k, v, g, beta, s0 };
+        var (oRef, sRef) = GatedDeltaRule.Recurrent(q, k, v, g, beta, s0);
+        AllFinite(oRef).Should().BeTrue();
+        foreach (var c in new[] { 1, 16, 64 })
+        {
+            var (o, s) = GatedDeltaRule.Chunked(q, k, v, g, beta, c, s0);
+            AllFinite(o).Should().BeTrue($"chunk size {c}");
+            MaxAbsDiff(o, oRef).Should().BeLessThan(1e-10);
+            MaxAbsDiff(s, sRef).Should().BeLessThan(1e-10);
+            var grads = Gradients(inputs, y => GatedDeltaRule.Chunked(y[0], y[1], y[2], y[3], y[4], c, y[5]));
+            var gradsRef = Gradients(inputs, y => GatedDeltaRule.Recurrent(y[0], y[1], y[2], y[3], y[4], y[5]));
+            for (int i = 0; i < Names.Length; i++)
+            {
+                AllFinite(grads[i]).Should().BeTrue($"the gradient wrt {Names[i]}, chunk size {c}");
+                MaxAbsDiff(grads[i], gradsRef[i]).Should().BeLessThan(1e-8, $"gradient wrt {Names[i]}, chunk size {c}");
+            }
+        }
+        // The outputs from step 21 on are those of a run started at step 21 from a zero state.
+        Tensor From(Tensor t) => t.narrow(2, 21, len - 21);
+        var (oAfter, _) = GatedDeltaRule.Recurrent(From(q), From(k), From(v), From(g), From(beta));
+        MaxAbsDiff(From(oRef), oAfter).Should().BeLessThan(1e-12);
+    }
+
+    [Fact]
+    public void AStrongDecayBeforeMildOnesKeepsFloat32Accuracy()
+    {
+        // One g = -3000 at the start of each chunk of 64, then mild decays: the cumulative sums reach -3000, where a
+        // float32 ulp is 2.4e-4, but the in-chunk decays between later rows are sums of the mild g alone (no
+        // cancellation), so float32 keeps its usual accuracy against the float64 recurrence (relative RMS 1e-5).
+        using var scope = NewDisposeScope();
+        const long len = 128;
+        var (q, k, v, g, beta, s0) = Inputs(75, len, b: 1, gShift: 4);
+        g = g.clone();
+        g[TensorIndex.Colon, TensorIndex.Colon, 0] = -3000.0;
+        g[TensorIndex.Colon, TensorIndex.Colon, 64] = -3000.0;
+        var (oRef, sRef) = GatedDeltaRule.Recurrent(q, k, v, g, beta, s0);
+        var x = new[] { q, k, v, g, beta, s0 }.Select(t => t.to(ScalarType.Float32)).ToArray();
+        var (o, s) = GatedDeltaRule.Chunked(x[0], x[1], x[2], x[3], x[4], 64, x[5]);
+        TestUtil.RelRms(o, oRef).Should().BeLessThan(1e-5);
+        TestUtil.RelRms(s, sRef).Should().BeLessThan(1e-5);
+    }
+
     // ---------------------------------------------------------------- dtypes
 
     [Theory]
@@ -418,6 +471,58 @@ public class GatedDeltaRuleTests
                 ReferenceEquals(o, t).Should().BeFalse();
                 ReferenceEquals(s, t).Should().BeFalse();
             }
+    }
+
+    [Theory]
+    [InlineData("k")]
+    [InlineData("v")]
+    [InlineData("g")]
+    [InlineData("beta")]
+    public void APackedNaNStaysInItsSequence(string input)
+    {
+        // Sequences [0, 6), [6, 13), [13, 30) with chunks of 4: the chunk-aligned layout never puts two sequences in one
+        // chunk, so a NaN in the second sequence reaches neither the first nor the third (outputs and final states).
+        using var scope = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = Inputs(76, 30, b: 1);
+        var x = new[] { q, k, v, g, beta }.Select(t => t.clone()).ToArray();
+        x[Array.IndexOf(new[] { "q", "k", "v", "g", "beta" }, input)].select(2, 8).fill_(double.NaN);
+        var cu = tensor(new long[] { 0, 6, 13, 30 });
+        var h0 = cat(new[] { s0, s0, s0 }, 0);
+        foreach (var (o, s) in new[]
+        {
+            GatedDeltaRule.Chunked(x[0], x[1], x[2], x[3], x[4], 4, h0, cu), GatedDeltaRule.Recurrent(x[0], x[1], x[2], x[3], x[4], h0, cu),
+        })
+        {
+            AllFinite(o.narrow(2, 0, 6)).Should().BeTrue();
+            AllFinite(o.narrow(2, 13, 17)).Should().BeTrue();
+            AllFinite(s[0]).Should().BeTrue();
+            AllFinite(s[2]).Should().BeTrue();
+            AllFinite(s[1]).Should().BeFalse();
+        }
+    }
+
+    [Fact]
+    public void OnlyTheTwoResultsStayInTheCallersScope()
+    {
+        using var outer = NewDisposeScope();
+        var (q, k, v, g, beta, s0) = Inputs(77, 70, b: 1);
+        var (ql, kl, vl, gl, bl, _) = Inputs(78, 1100, b: 1);            // the segmented path
+        var h0 = cat(new[] { s0, s0 }, 0);
+        var cu = tensor(new long[] { 0, 30, 70 });
+        var calls = new (string Name, Func<(Tensor, Tensor)> Call)[]
+        {
+            ("chunked", () => GatedDeltaRule.Chunked(q, k, v, g, beta, 16, s0)),
+            ("chunked, segments", () => GatedDeltaRule.Chunked(ql, kl, vl, gl, bl, 64, s0)),
+            ("recurrent", () => GatedDeltaRule.Recurrent(q, k, v, g, beta, s0)),
+            ("chunked, packed", () => GatedDeltaRule.Chunked(q, k, v, g, beta, 16, h0, cu)),
+            ("recurrent, packed", () => GatedDeltaRule.Recurrent(q, k, v, g, beta, h0, cu)),
+        };
+        foreach (var (name, call) in calls)
+        {
+            using var scope = NewDisposeScope();
+            call();
+            scope.DisposablesCount.Should().Be(2, $"{name} leaves only its output and final state");
+        }
     }
 
     // ---------------------------------------------------------------- validation
