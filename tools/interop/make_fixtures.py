@@ -12,6 +12,9 @@ Output, under tests/Discretax.Tests/Fixtures/interop/ (every value is fixed: for
     tensors.safetensors the same names and values as contiguous tensors, plus every safetensors dtype, with
                         __metadata__ {"format": "pt", ...}
     legacy.pt           torch.save(..., _use_new_zipfile_serialization=False): the pre-1.6 format, to be refused
+    nested.pt           a training checkpoint: {"model": state dict, "epoch": 3, "name": str, "history": [t, t],
+                        "best": None}, to be flattened to dotted names
+    module.pt           torch.save of a whole nn.Module (not its state dict), to be refused
     tiny/               a torch.nn module Linear(4, 6) -> LayerNorm(6) as a Hugging Face directory:
                         config.json, model.safetensors, pytorch_model.bin, io.safetensors (input and output)
     tiny_sharded/       the same weights as model.safetensors.index.json + two shards + config.json
@@ -142,6 +145,9 @@ def main():
     torch.save(mixed, os.path.join(OUT, "tensors.pt"))
     torch.save(collections.OrderedDict(f32=mixed["f32"]), os.path.join(OUT, "legacy.pt"),
                _use_new_zipfile_serialization=False)
+    torch.save({"model": collections.OrderedDict(w=torch.tensor([1.0, -1.0]), b=torch.tensor([0.5])),
+                "epoch": 3, "name": "run-1", "history": [torch.tensor([1, 2]), torch.tensor([3])], "best": None},
+               os.path.join(OUT, "nested.pt"))
     st = {k: v.contiguous() for k, v in mixed.items()}
     st.update(all_dtypes())
     write_safetensors(os.path.join(OUT, "tensors.safetensors"), st,
@@ -156,6 +162,7 @@ def main():
     with torch.no_grad():
         y = tiny(x)
     sd = tiny.state_dict()
+    torch.save(tiny, os.path.join(OUT, "module.pt"))
     config = {"model_type": "discretax-interop-tiny", "in_features": 4, "hidden_size": 6,
               "layer_norm_eps": 1e-5, "torch_dtype": "float32"}
 
