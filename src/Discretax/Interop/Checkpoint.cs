@@ -134,8 +134,8 @@ public static class Checkpoint
             if (strict && unexpectedCount > 0) counts.Add($"{unexpectedCount} unexpected");
             if (shapeCount > 0) counts.Add($"{shapeCount} of another shape");
             if (dtypeCount > 0) counts.Add($"{dtypeCount} of an unconvertible dtype");
-            var message = new StringBuilder($"The checkpoint does not fit the module {module.GetType().Name}: {string.Join(", ", counts)} (module names first, then the checkpoint's):\n");
-            message.Append(string.Join("\n", shown)).Append('\n');
+            var message = new StringBuilder($"The checkpoint does not fit the module {module.GetType().Name}: {string.Join(", ", counts)} (in the module's order, then the checkpoint's unused tensors):\n");
+            message.Append(string.Join("\n", shown));
             throw new ArgumentException(message.ToString(), nameof(tensors));
         }
 
@@ -149,7 +149,7 @@ public static class Checkpoint
         {
             foreach (var (name, source) in loaded) target[name].copy_(tensors[source]);
         }
-        return new CheckpointLoadResult(loaded.Select(l => l.Module).ToList(), missing, skipped, strict ? [] : unexpected);
+        return new CheckpointLoadResult(loaded.Select(l => l.Module).ToList(), missing, skipped, unexpected);
     }
 
     /// <summary>
