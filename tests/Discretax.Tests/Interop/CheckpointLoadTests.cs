@@ -200,3 +200,29 @@ public class CheckpointLoadTests
         badDType.Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("dtype");
     }
 }
+
+/// <summary>Loading into and saving from a module on CUDA (skipped without CUDA).</summary>
+public class CheckpointCudaTests
+{
+    [SkippableFact]
+    public void CpuCheckpointLoadsIntoACudaModuleAndSavesBack()
+    {
+        Skip.IfNot(cuda.is_available(), "CUDA is not available.");
+        using var scope = NewDisposeScope();
+        using var hf = HuggingFaceCheckpoint.Load(Fixture("tiny"));
+        var module = Tiny();
+        module.to(CUDA);
+        Checkpoint.Load(module, hf.Tensors);
+        foreach (var (name, t) in module.state_dict())
+        {
+            t.device_type.Should().Be(DeviceType.CUDA);
+            Same(t.cpu(), hf.Tensors[name]).Should().BeTrue(name);
+        }
+        string dir = TempDir();
+        string path = Path.Combine(dir, "cuda.safetensors");
+        Checkpoint.Save(module, path);
+        using var back = SafeTensors.Read(path);
+        foreach (var (name, t) in hf.Tensors) Same(back[name], t).Should().BeTrue(name);
+        Directory.Delete(dir, true);
+    }
+}
