@@ -43,9 +43,9 @@ public static class Checkpoint
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (Directory.Exists(path)) return HuggingFaceCheckpoint.Load(path, include).Tensors;
         if (!File.Exists(path)) throw new FileNotFoundException($"The checkpoint '{path}' does not exist.", path);
-        Span<byte> head = stackalloc byte[2];
-        using (var f = File.OpenRead(path)) head = head[..f.ReadAtLeast(head, 2, throwOnEndOfStream: false)];
-        bool torchSave = head.Length == 2 && (head[0] == 'P' && head[1] == 'K' || head[0] == 0x80 && head[1] <= 5);
+        Span<byte> head = stackalloc byte[4];
+        using (var f = File.OpenRead(path)) head = head[..f.ReadAtLeast(head, 4, throwOnEndOfStream: false)];
+        bool torchSave = PyTorchCheckpoint.IsZipMagic(head) || PyTorchCheckpoint.IsLegacyMagic(head);
         return torchSave ? PyTorchCheckpoint.Read(path, include) : SafeTensors.Read(path, include);
     }
 

@@ -36,9 +36,9 @@ public static class PyTorchCheckpoint
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         Span<byte> magic = stackalloc byte[4];
         int got = stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false);
-        if (got < 4 || magic[0] != 'P' || magic[1] != 'K' || magic[2] != 3 || magic[3] != 4)
+        if (got < 4 || !IsZipMagic(magic))
         {
-            bool legacy = got >= 2 && magic[0] == 0x80 && magic[1] <= 5;
+            bool legacy = got == 4 && IsLegacyMagic(magic);
             throw new CheckpointFormatException(path, null, legacy
                 ? "This is the legacy torch.save format of PyTorch before 1.6 (a bare pickle), which is not read: re-save it with torch.save(torch.load(path), path) in PyTorch 1.6 or later."
                 : "Not a torch.save file (no zip archive signature).");
@@ -58,6 +58,15 @@ public static class PyTorchCheckpoint
             return ReadArchive(archive, path, include);
         }
     }
+
+    /// <summary>Whether <paramref name="head"/> (4 bytes) begins a legacy torch.save file: a pickle (PROTO) whose
+    /// first value is torch's 10-byte magic number (LONG1 of 10 bytes).</summary>
+    internal static bool IsLegacyMagic(ReadOnlySpan<byte> head) =>
+        head.Length >= 4 && head[0] == 0x80 && head[1] <= 5 && head[2] == 0x8a && head[3] == 10;
+
+    /// <summary>Whether <paramref name="head"/> (4 bytes) begins a zip archive (a torch.save file of PyTorch 1.6+).</summary>
+    internal static bool IsZipMagic(ReadOnlySpan<byte> head) =>
+        head.Length >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
 
     /// <summary>A storage of the archive: its entry key, dtype and number of elements.</summary>
     private sealed record StorageRef(string Key, ScalarType DType, long Count);
@@ -111,7 +120,7 @@ public static class PyTorchCheckpoint
 
         var tensors = new List<(string Name, TensorRef Ref)>();
         if (root is TensorRef single) tensors.Add(("", single));
-        else if (root is PyDict or List<object?> or object?[]) Flatten(root, "", tensors, path);
+        else if (root is PyDict or List<object?> or object?[]) Flatten(root, "", tensors, new HashSet<string>(StringComparer.Ordinal), path);
         else throw new CheckpointFormatException(path, null, $"The pickle holds a {PickleReader.TypeName(root)}, not a state dict.");
         if (include is not null) tensors = tensors.Where(t => include(t.Name)).ToList();
 
@@ -188,7 +197,7 @@ public static class PyTorchCheckpoint
     private static long[] Ints(object? o, string what) =>
         o is object?[] tuple ? tuple.Select(x => Int(x, what)).ToArray() : throw new PickleException($"The {what} is a {PickleReader.TypeName(o)}, not a tuple.");
 
-    private static void Flatten(object? node, string prefix, List<(string, TensorRef)> into, string path)
+    private static void Flatten(object? node, string prefix, List<(string, TensorRef)> into, HashSet<string> names, string path)
     {
         IEnumerable<(string Key, object? Value)> children = node switch
         {
@@ -203,11 +212,11 @@ public static class PyTorchCheckpoint
             switch (value)
             {
                 case TensorRef t:
-                    if (into.Any(x => x.Item1 == name)) throw new CheckpointFormatException(path, name, "The flattened name comes twice.");
+                    if (!names.Add(name)) throw new CheckpointFormatException(path, name, "The flattened name comes twice.");
                     into.Add((name, t));
                     break;
                 case PyDict or List<object?> or object?[]:
-                    Flatten(value, name, into, path);
+                    Flatten(value, name, into, names, path);
                     break;
                 // numbers, strings, None, booleans: not tensors, skipped
             }

@@ -89,6 +89,20 @@ public class FixtureTests
     }
 
     [Fact]
+    public void ASafeTensorsHeaderLengthThatLooksLikeAPickleIsStillSafeTensors()
+    {
+        // A header of 384 = 0x180 bytes: the file begins 0x80 0x01, as a pickle's PROTO 1 would.
+        string json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+        json = json.PadRight(384);
+        string dir = TempDir(), path = Path.Combine(dir, "x.bin");
+        File.WriteAllBytes(path, [.. BitConverter.GetBytes(384UL), .. System.Text.Encoding.UTF8.GetBytes(json), .. BitConverter.GetBytes(1.5f)]);
+        using (var sd = Checkpoint.Read(path)) TestUtil.Values(sd["a"]).Should().Equal(1.5);
+        var legacy = () => Checkpoint.Read(Fixture("legacy.pt"));
+        legacy.Should().Throw<CheckpointFormatException>().WithMessage("*legacy torch.save format*");
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
     public void LegacyTorchSaveFormatIsRefusedWithWhatToDo()
     {
         var act = () => PyTorchCheckpoint.Read(Fixture("legacy.pt"));
