@@ -55,7 +55,8 @@ namespace Discretax.Kernels;
 /// </para>
 /// <para>
 /// Any length: the sequence is padded at the end to a whole number of chunks with <c>x = b = c = a = 0</c>, which
-/// leaves the state unchanged, and the padded outputs are cut off. float16 / bfloat16 inputs are computed in float32
+/// leaves the state unchanged, and the padded outputs are cut off; a chunk size above L acts as C = L (one chunk,
+/// without the zero rows). float16 / bfloat16 inputs are computed in float32
 /// (the state is float32); the output is returned in the dtype of <c>x</c> and the final state in float32. float32
 /// and float64 inputs are computed and returned in their own dtype.
 /// </para>
@@ -108,7 +109,7 @@ public static class SSD
 
         var outDtype = x.dtype;
         var dtype = Precision.StateDType(outDtype);
-        long cs = chunkSize;
+        long cs = Math.Min(chunkSize, d.L);    // a chunk longer than the sequence would only add zero rows
         long n = (d.L + cs - 1) / cs;
         long lp = n * cs;
         var (xc, ac, bc, cc) = (Precision.As(x, dtype), Precision.As(a, dtype), Precision.As(b, dtype), Precision.As(c, dtype));
@@ -277,7 +278,8 @@ public static class SSD
     /// <c>x = b = c = a = 0</c> to a whole number of chunks, which leaves its state unchanged), so that no chunk
     /// straddles a boundary; everything but the hand-off stays batched over all chunks of all sequences, and the
     /// hand-off takes the sequence's initial state at the chunk where a sequence starts and records the final state at
-    /// the chunk where it ends. Exact: every chunk computes what the sequence run alone computes.
+    /// the chunk where it ends. Exact: every chunk holds the steps of one sequence only (and zero rows at its end). A
+    /// chunk size above the longest sequence acts as that length.
     /// </summary>
     private static (Tensor Output, Tensor FinalState) ChunkedPacked(Tensor x, Tensor a, Tensor b, Tensor c,
         int chunkSize, Tensor? initialState, Tensor cuSeqlens)
@@ -290,8 +292,9 @@ public static class SSD
         using var scope = NewDisposeScope();
         var outDtype = x.dtype;
         var dtype = Precision.StateDType(outDtype);
-        long cs = chunkSize;
-        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, x.device);
+        // A chunk longer than the longest sequence would only add zero rows.
+        int cs = (int)Math.Min(chunkSize, Enumerable.Range(0, packed.Count).Max(packed.Length));
+        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(cs, x.device);
         Tensor Align(Tensor t)
         {
             var tc = Precision.As(t, dtype);
@@ -312,7 +315,7 @@ public static class SSD
 
         var finals = new Tensor[packed.Count];
         long chunks = aligned / cs;
-        long group = SequenceSegments.Length(chunkSize) / cs;   // whole chunks per segment, as in Chunked
+        long group = SequenceSegments.Length(cs) / cs;   // whole chunks per segment, as in Chunked
         var pieces = new List<Tensor>();
         Tensor s = Initial(0);
         for (long c0 = 0; c0 < chunks; c0 += group)
