@@ -101,9 +101,15 @@ public static class SSD
         {
             // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
             // state: the same chunks and the same math, with cache-sized temporaries, so the time grows linearly in L.
+            // The inputs are cut with one split each: its backward joins the segments' gradients in one cat, where a
+            // narrow per segment would give each segment's gradient as a zero-filled tensor of the whole length.
+            long segment = SequenceSegments.Length(chunkSize);
+            Tensor[] xParts = x.split(segment, 2), aParts = a.split(segment, 2), bParts = b.split(segment, 2), cParts = c.split(segment, 2);
             var (joined, last) = SequenceSegments.Run(d.L, chunkSize, initialState, (start, len, state) =>
-                Chunked(x.narrow(2, start, len), a.narrow(2, start, len), b.narrow(2, start, len),
-                    c.narrow(2, start, len), chunkSize, state));
+            {
+                int i = (int)(start / segment);
+                return Chunked(xParts[i], aParts[i], bParts[i], cParts[i], chunkSize, state);
+            });
             return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
         }
 
