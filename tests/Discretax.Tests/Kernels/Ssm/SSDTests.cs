@@ -375,6 +375,31 @@ public class SSDTests
             }
     }
 
+    [Fact]
+    public void EveryFormLeavesOnlyItsTwoResultsInTheCallersScope()
+    {
+        using var outer = NewDisposeScope();
+        var (x, a, b, c, s0) = Inputs(43, 1100, 2, b: 1, p: 2, n: 2);
+        var cu = tensor(new long[] { 0, 5, 1100 });
+        var packedState = s0.expand(2, NH, 2, 2).contiguous();
+        Tensor[] shortIn = new[] { x, a, b, c }.Select(t => t.narrow(2, 0, 30)).ToArray();
+        var (s1, cuShort) = (s0.narrow(0, 0, 1), tensor(new long[] { 0, 5, 30 }));
+        var calls = new Func<(Tensor, Tensor)>[]
+        {
+            () => SSD.Chunked(x, a, b, c, 8, s0),                                  // 1100 steps: the segmented path
+            () => SSD.Chunked(shortIn[0], shortIn[1], shortIn[2], shortIn[3], 8),
+            () => SSD.Recurrent(shortIn[0], shortIn[1], shortIn[2], shortIn[3], s1),
+            () => SSD.Chunked(x, a, b, c, 8, packedState, cu),
+            () => SSD.Recurrent(shortIn[0], shortIn[1], shortIn[2], shortIn[3], packedState, cuShort),
+        };
+        for (int i = 0; i < calls.Length; i++)
+        {
+            using var scope = NewDisposeScope();
+            calls[i]();
+            scope.DisposablesCount.Should().Be(2, "only the output and the final state may stay in the caller's scope (call {0})", i);
+        }
+    }
+
     public static IEnumerable<object[]> BadInputs()
     {
         // The argument that must be reported, and the call that must throw (x [2, 4, 10, 5], a [2, 4, 10], b, c [2, 2, 10, 3]).
