@@ -43,7 +43,10 @@ internal sealed class PackedSequences
         if (cuSeqlens.device.ToString() == "meta")
             throw new ArgumentException("Expected cuSeqlens with readable values (it is read on the host); got a meta tensor.", nameof(cuSeqlens));
         long[] bounds;
-        using (var host = cuSeqlens.cpu().contiguous()) bounds = host.data<long>().ToArray();
+        // Both handles are new (cpu() of a CPU tensor too) and disposed here, so none stays in the caller's dispose scope.
+        using (var onHost = cuSeqlens.cpu())
+        using (var host = onHost.contiguous())
+            bounds = host.data<long>().ToArray();
         if (bounds[0] != 0)
             throw new ArgumentException($"Expected cuSeqlens to start at 0; got {bounds[0]}.", nameof(cuSeqlens));
         if (bounds[^1] != length)

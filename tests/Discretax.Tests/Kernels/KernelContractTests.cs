@@ -54,6 +54,8 @@ public class KernelContractTests
         yield return new object[] { "DeltaRule.Chunked B=0", "q" };
         yield return new object[] { "GatedDeltaRule.Chunked B=0", "q" };
         yield return new object[] { "GatedDeltaRule.Recurrent L=0", "q" };
+        yield return new object[] { "SSD.Chunked B=0", "x" };
+        yield return new object[] { "SSD.Recurrent N=0", "b" };
         yield return new object[] { "MLSTMKernel.Chunked B=0", "q" };
         yield return new object[] { "MLSTMKernel.Parallel B=0", "q" };
         yield return new object[] { "SsmKernels.S4DKernel H=0", "aReal" };
@@ -75,6 +77,8 @@ public class KernelContractTests
             "DeltaRule.Chunked B=0" => () => DeltaRule.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5)),
             "GatedDeltaRule.Chunked B=0" => () => GatedDeltaRule.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
             "GatedDeltaRule.Recurrent L=0" => () => GatedDeltaRule.Recurrent(R(g, 1, 1, 0, 4), R(g, 1, 1, 0, 4), R(g, 1, 1, 0, 4), R(g, 1, 1, 0), R(g, 1, 1, 0)),
+            "SSD.Chunked B=0" => () => SSD.Chunked(R(g, 0, 2, 5, 4), R(g, 0, 2, 5), R(g, 0, 1, 5, 3), R(g, 0, 1, 5, 3)),
+            "SSD.Recurrent N=0" => () => SSD.Recurrent(R(g, 1, 2, 5, 4), R(g, 1, 2, 5), R(g, 1, 1, 5, 0), R(g, 1, 1, 5, 0)),
             "MLSTMKernel.Chunked B=0" => () => MLSTMKernel.Chunked(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
             "MLSTMKernel.Parallel B=0" => () => MLSTMKernel.Parallel(R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5, 4), R(g, 0, 1, 5), R(g, 0, 1, 5)),
             "SsmKernels.S4DKernel H=0" => () => SsmKernels.S4DKernel(R(g, 0), R(g, 0, 4), R(g, 0, 4), R(g, 0, 4), R(g, 0, 4), 10),
@@ -133,6 +137,19 @@ public class KernelContractTests
         sl.device_type.Should().Be(DeviceType.META);
         var (or, _) = GatedDeltaRule.Recurrent(M(2, 2, 5, 8), M(2, 2, 5, 8), M(2, 2, 5, 6), M(2, 2, 5), M(2, 2, 5));
         or.shape.Should().Equal(2, 2, 5, 6);
+    }
+
+    [Fact]
+    public void SSDRunsOnMeta()
+    {
+        using var scope = NewDisposeScope();
+        var (o, s) = SSD.Chunked(M(2, 4, 70, 8), M(2, 4, 70), M(2, 2, 70, 6), M(2, 2, 70, 6), 16, M(2, 4, 8, 6));
+        o.device_type.Should().Be(DeviceType.META);
+        o.shape.Should().Equal(2, 4, 70, 8);
+        s.shape.Should().Equal(2, 4, 8, 6);
+        var (or, sr) = SSD.Recurrent(M(2, 4, 5, 8), M(2, 4, 5), M(2, 1, 5, 6), M(2, 1, 5, 6));
+        or.shape.Should().Equal(2, 4, 5, 8);
+        sr.device_type.Should().Be(DeviceType.META);
     }
 
     /// <summary>Runs <paramref name="body"/>, skipping the test where libtorch has no meta kernel for an op it uses.</summary>
@@ -300,5 +317,26 @@ public class KernelContractTests
         FiniteBefore(o, 2, T / chunk * chunk).Should().BeTrue();
         if (input == "q") FiniteBefore(o, 2, T).Should().BeTrue();   // a query only reads the state
         FiniteBefore(GatedDeltaRule.Recurrent(x[0], x[1], x[2], x[3], x[4]).Output, 2, T).Should().BeTrue();
+    }
+
+    [Theory]
+    [InlineData("x")]
+    [InlineData("a")]
+    [InlineData("b")]
+    [InlineData("c")]
+    public void SSDKeepsANaNAtStepTOutOfEarlierOutputs(string input)
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(34);
+        var x = new[] { R(g, 1, 2, L, 3), -R(g, 1, 2, L).abs(), R(g, 1, 1, L, 4), R(g, 1, 1, L, 4) };
+        int which = Array.IndexOf(new[] { "x", "a", "b", "c" }, input);
+        x[which].select(2, T).fill_(double.NaN);
+        const int chunk = 8;                                  // t = 13 lies in the chunk [8, 16)
+        var (o, _) = SSD.Chunked(x[0], x[1], x[2], x[3], chunk);
+        FiniteBefore(o, 2, T / chunk * chunk).Should().BeTrue();
+        // a, b and c reach steps >= t only (the causal triangle of C B^T and the decays are selects); x reaches the
+        // start of t's chunk (the product of the masked zeros with the NaN row of X).
+        if (input != "x") FiniteBefore(o, 2, T).Should().BeTrue();
+        FiniteBefore(SSD.Recurrent(x[0], x[1], x[2], x[3]).Output, 2, T).Should().BeTrue();
     }
 }

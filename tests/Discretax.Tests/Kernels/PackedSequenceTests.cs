@@ -254,6 +254,79 @@ public class PackedSequenceTests
         MaxDiff(f1, f2).Should().BeLessThan(1e-12);
     }
 
+    // ---------------------------------------------------------------- SSD
+
+    private static (Tensor X, Tensor A, Tensor B, Tensor C, Tensor S0) SsdInputs(long seed, long length, long n, long nh = 4, long groups = 2,
+        long p = 3, long dn = 2)
+    {
+        var g = new Generator((ulong)seed);
+        var x = Rand(g, 1, nh, length, p);
+        var a = -nn.functional.softplus(Rand(g, 1, nh, length)) * 0.5;
+        var b = Rand(g, 1, groups, length, dn);
+        var c = Rand(g, 1, groups, length, dn);
+        var s0 = Rand(g, n, nh, p, dn) * 0.5;
+        return (Leaf(x), Leaf(a), Leaf(b), Leaf(c), Leaf(s0));
+    }
+
+    [Theory]
+    [InlineData(true, true, 4)]
+    [InlineData(true, false, 4)]
+    [InlineData(true, true, 3)]
+    [InlineData(true, false, 64)]
+    [InlineData(false, true, 4)]
+    [InlineData(false, false, 4)]
+    public void SSD_packed_equals_each_sequence_alone(bool chunked, bool withInitialState, int chunkSize)
+    {
+        using var scope = NewDisposeScope();
+        var (x, a, b, c, s0) = SsdInputs(12, L, Count);
+        var cu = Cu(Bounds);
+        Tensor? h0 = withInitialState ? s0 : null;
+        var leaves = withInitialState ? new[] { x, a, b, c, s0 } : new[] { x, a, b, c };
+        AssertPackedEqualsAlone(Bounds, leaves,
+            () =>
+            {
+                var (o, f) = chunked ? SSD.Chunked(x, a, b, c, chunkSize, h0, cu) : SSD.Recurrent(x, a, b, c, h0, cu);
+                return new[] { o, f };
+            },
+            (i, s, n) =>
+            {
+                var (o, f) = SSD.Recurrent(x.narrow(2, s, n), a.narrow(2, s, n), b.narrow(2, s, n), c.narrow(2, s, n), h0?.narrow(0, i, 1));
+                return new[] { o, f };
+            }, 2);
+    }
+
+    [Fact]
+    public void SSD_packed_over_several_segments_equals_each_sequence_alone()
+    {
+        // Chunk size 513: one chunk per segment, so the aligned row (1 + 2 + 1 chunks) runs in four segments.
+        using var scope = NewDisposeScope();
+        long[] bounds = { 0, 2, 602, 605 };
+        var (x, a, b, c, s0) = SsdInputs(13, 605, 3, nh: 2, groups: 1, p: 2);
+        var cu = Cu(bounds);
+        AssertPackedEqualsAlone(bounds, new[] { x, a, b, c, s0 },
+            () =>
+            {
+                var (o, f) = SSD.Chunked(x, a, b, c, 513, s0, cu);
+                return new[] { o, f };
+            },
+            (i, s, n) =>
+            {
+                var (o, f) = SSD.Chunked(x.narrow(2, s, n), a.narrow(2, s, n), b.narrow(2, s, n), c.narrow(2, s, n), 513, s0.narrow(0, i, 1));
+                return new[] { o, f };
+            }, 2, 1e-9);
+    }
+
+    [Fact]
+    public void SSD_one_packed_sequence_equals_the_unpacked_run()
+    {
+        using var scope = NewDisposeScope();
+        var (x, a, b, c, s0) = SsdInputs(14, 9, 1);
+        var (o1, f1) = SSD.Chunked(x, a, b, c, 4, s0, Cu(0, 9));
+        var (o2, f2) = SSD.Chunked(x, a, b, c, 4, s0);
+        MaxDiff(o1, o2).Should().BeLessThan(1e-12);
+        MaxDiff(f1, f2).Should().BeLessThan(1e-12);
+    }
+
     // ---------------------------------------------------------------- mLSTM
 
     private static (Tensor Q, Tensor K, Tensor V, Tensor I, Tensor F, MLSTMKernelState S0) MlstmInputs(long seed, long length, long n,
@@ -464,7 +537,7 @@ public class PackedSequenceTests
 
     // ---------------------------------------------------------------- Validation
 
-    public static TheoryData<string> Kernels() => new() { "delta", "deltaRecurrent", "gated", "gatedRecurrent", "mlstm", "mlstmRecurrent", "linear", "block", "fft" };
+    public static TheoryData<string> Kernels() => new() { "delta", "deltaRecurrent", "gated", "gatedRecurrent", "ssd", "ssdRecurrent", "mlstm", "mlstmRecurrent", "linear", "block", "fft" };
 
     private static void Call(string kernel, Tensor cu, long batch = 1, long initialCount = -1)
     {
@@ -504,6 +577,17 @@ public class PackedSequenceTests
                 else MLSTMKernel.Recurrent(q, q, q, gate, gate, s0, cuSeqlens: cu);
                 break;
             }
+            case "ssd":
+            case "ssdRecurrent":
+            {
+                var x = Rand(g, batch, 2, len, 2);
+                var a = -Rand(g, batch, 2, len).abs();
+                var bc = Rand(g, batch, 1, len, 3);
+                var s0 = initialCount < 0 ? null : Rand(g, initialCount, 2, 2, 3);
+                if (kernel == "ssd") SSD.Chunked(x, a, bc, bc, 4, s0, cu);
+                else SSD.Recurrent(x, a, bc, bc, s0, cu);
+                break;
+            }
             case "linear":
                 LinearScan.Scan(Rand(g, 3), Rand(g, batch, len, 3), initialCount < 0 ? null : Rand(g, initialCount, 3), cu);
                 break;
@@ -516,7 +600,7 @@ public class PackedSequenceTests
         }
     }
 
-    private static string BatchName(string kernel) => kernel switch { "linear" => "b", "block" => "f", "fft" => "u", _ => "q" };
+    private static string BatchName(string kernel) => kernel switch { "linear" => "b", "block" => "f", "fft" => "u", "ssd" or "ssdRecurrent" => "x", _ => "q" };
 
     [Theory]
     [MemberData(nameof(Kernels))]

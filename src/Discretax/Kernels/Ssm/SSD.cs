@@ -55,7 +55,8 @@ namespace Discretax.Kernels;
 /// </para>
 /// <para>
 /// Any length: the sequence is padded at the end to a whole number of chunks with <c>x = b = c = a = 0</c>, which
-/// leaves the state unchanged, and the padded outputs are cut off. float16 / bfloat16 inputs are computed in float32
+/// leaves the state unchanged, and the padded outputs are cut off; a chunk size above L acts as C = L (one chunk,
+/// without the zero rows). float16 / bfloat16 inputs are computed in float32
 /// (the state is float32); the output is returned in the dtype of <c>x</c> and the final state in float32. float32
 /// and float64 inputs are computed and returned in their own dtype.
 /// </para>
@@ -100,15 +101,21 @@ public static class SSD
         {
             // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
             // state: the same chunks and the same math, with cache-sized temporaries, so the time grows linearly in L.
+            // The inputs are cut with one split each: its backward joins the segments' gradients in one cat, where a
+            // narrow per segment would give each segment's gradient as a zero-filled tensor of the whole length.
+            long segment = SequenceSegments.Length(chunkSize);
+            Tensor[] xParts = x.split(segment, 2), aParts = a.split(segment, 2), bParts = b.split(segment, 2), cParts = c.split(segment, 2);
             var (joined, last) = SequenceSegments.Run(d.L, chunkSize, initialState, (start, len, state) =>
-                Chunked(x.narrow(2, start, len), a.narrow(2, start, len), b.narrow(2, start, len),
-                    c.narrow(2, start, len), chunkSize, state));
+            {
+                int i = (int)(start / segment);
+                return Chunked(xParts[i], aParts[i], bParts[i], cParts[i], chunkSize, state);
+            });
             return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
         }
 
         var outDtype = x.dtype;
         var dtype = Precision.StateDType(outDtype);
-        long cs = chunkSize;
+        long cs = Math.Min(chunkSize, d.L);    // a chunk longer than the sequence would only add zero rows
         long n = (d.L + cs - 1) / cs;
         long lp = n * cs;
         var (xc, ac, bc, cc) = (Precision.As(x, dtype), Precision.As(a, dtype), Precision.As(b, dtype), Precision.As(c, dtype));
@@ -277,7 +284,8 @@ public static class SSD
     /// <c>x = b = c = a = 0</c> to a whole number of chunks, which leaves its state unchanged), so that no chunk
     /// straddles a boundary; everything but the hand-off stays batched over all chunks of all sequences, and the
     /// hand-off takes the sequence's initial state at the chunk where a sequence starts and records the final state at
-    /// the chunk where it ends. Exact: every chunk computes what the sequence run alone computes.
+    /// the chunk where it ends. Exact: every chunk holds the steps of one sequence only (and zero rows at its end). A
+    /// chunk size above the longest sequence acts as that length.
     /// </summary>
     private static (Tensor Output, Tensor FinalState) ChunkedPacked(Tensor x, Tensor a, Tensor b, Tensor c,
         int chunkSize, Tensor? initialState, Tensor cuSeqlens)
@@ -290,8 +298,9 @@ public static class SSD
         using var scope = NewDisposeScope();
         var outDtype = x.dtype;
         var dtype = Precision.StateDType(outDtype);
-        long cs = chunkSize;
-        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, x.device);
+        // A chunk longer than the longest sequence would only add zero rows.
+        int cs = (int)Math.Min(chunkSize, Enumerable.Range(0, packed.Count).Max(packed.Length));
+        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(cs, x.device);
         Tensor Align(Tensor t)
         {
             var tc = Precision.As(t, dtype);
@@ -312,7 +321,7 @@ public static class SSD
 
         var finals = new Tensor[packed.Count];
         long chunks = aligned / cs;
-        long group = SequenceSegments.Length(chunkSize) / cs;   // whole chunks per segment, as in Chunked
+        long group = SequenceSegments.Length(cs) / cs;   // whole chunks per segment, as in Chunked
         var pieces = new List<Tensor>();
         Tensor s = Initial(0);
         for (long c0 = 0; c0 < chunks; c0 += group)
