@@ -146,7 +146,7 @@ public static class FlaCheckpoint
         {
             bool same;
             using (var scope = NewDisposeScope())
-                same = !result.TryGetValue(embedding, out var e) || (h.shape.SequenceEqual(e.shape) && h.to_type(e.dtype).equal(e).item<bool>());
+                same = !result.TryGetValue(embedding, out var e) || (h.shape.SequenceEqual(e.shape) && h.to_type(e.dtype).eq(e).all().item<bool>());
             if (!same)
                 throw new ArgumentException($"The config ties the word embeddings, but the checkpoint's '{head}' {Check.Shape(h)} differs from '{embedding}'.", nameof(tensors));
             result.Remove(head);

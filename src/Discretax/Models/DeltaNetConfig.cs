@@ -104,8 +104,8 @@ public sealed class DeltaNetConfig : FlaConfig
     protected override void WriteLayerFields(JsonObject o)
     {
         o["num_heads"] = NumHeads;
-        o["expand_k"] = Number(ExpandK);
-        o["expand_v"] = Number(ExpandV);
+        o["expand_k"] = Float(ExpandK);
+        o["expand_v"] = Float(ExpandV);
         o["use_beta"] = UseBeta;
         o["use_gate"] = UseGate;
         o["use_short_conv"] = UseShortConv;

@@ -22,9 +22,6 @@ public sealed class DeltaNetForCausalLM : FlaForCausalLM
     {
     }
 
-    /// <summary>The config the model was built from.</summary>
-    public new DeltaNetConfig Config => (DeltaNetConfig)base.Config;
-
     private static FlaDeltaNetSequenceMixer Mixer(DeltaNetConfig c, int chunkSize) =>
         new(c.HiddenSize, c.NumHeads, c.ExpandK, c.ExpandV, c.UseBeta, c.UseGate, c.UseShortConv, c.ConvSize,
             convBias: false, c.AllowNegEigval, c.QKActivation, c.QKNorm, c.NormEps, chunkSize);

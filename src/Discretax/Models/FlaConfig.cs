@@ -88,10 +88,10 @@ public abstract class FlaConfig
         o["hidden_ratio"] = Number(HiddenRatio);
         o["intermediate_size"] = IntermediateSize;
         o["hidden_act"] = HiddenAct;
-        o["norm_eps"] = Number(NormEps);
+        o["norm_eps"] = Float(NormEps);
         o["vocab_size"] = VocabSize;
         o["tie_word_embeddings"] = TieWordEmbeddings;
-        o["initializer_range"] = Number(InitializerRange);
+        o["initializer_range"] = Float(InitializerRange);
         o["pad_token_id"] = PadTokenId;
         o["bos_token_id"] = BosTokenId;
         o["eos_token_id"] = EosTokenId;
@@ -160,11 +160,18 @@ public abstract class FlaConfig
         return reader;
     }
 
-    /// <summary>A double as a JSON number (an integral value as an integer, as Python writes <c>4</c> for 4).</summary>
+    /// <summary>A field fla types as <c>int</c> but that may hold a float (<c>hidden_ratio</c>): an integral value as an
+    /// integer (<c>4</c>), else as <see cref="Float"/>.</summary>
     private protected static JsonNode? Number(double? value) =>
         value is not double d ? null
         : d == Math.Floor(d) && Math.Abs(d) < 1e15 ? JsonValue.Create((long)d)
-        : JsonNode.Parse(d.ToString("R", CultureInfo.InvariantCulture));
+        : Float(d);
+
+    /// <summary>A float field as Python's <c>json</c> writes it: <c>1.0</c>, <c>0.02</c>, <c>1e-06</c>.</summary>
+    private protected static JsonNode Float(double d) =>
+        JsonNode.Parse(d == Math.Floor(d) && Math.Abs(d) < 1e15
+            ? ((long)d).ToString(CultureInfo.InvariantCulture) + ".0"
+            : d.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'))!;
 
     private protected static void Positive(long value, string field)
     {

@@ -58,7 +58,9 @@ public abstract class FlaForCausalLM : CausalLM
         InitializeWeights(this, config.InitializerRange);
     }
 
-    /// <summary>The config the model was built from.</summary>
+    /// <summary>The config the model was built from (a <see cref="DeltaNetConfig"/>, a <see cref="GatedDeltaNetConfig"/>, ...:
+    /// cast it for the layer's fields; subclasses do not hide this property with a typed one, because TorchSharp's
+    /// <c>Module.to</c> maps the public properties by name and fails on a hidden one).</summary>
     public FlaConfig Config { get; }
 
     /// <summary>The decoder (<see cref="CausalLM.model"/> as its type): embeddings, layers and final norm.</summary>

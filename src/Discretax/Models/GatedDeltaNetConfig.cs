@@ -88,7 +88,7 @@ public sealed class GatedDeltaNetConfig : FlaConfig
         o["num_heads"] = NumHeads;
         o["head_dim"] = HeadDim;
         o["num_v_heads"] = NumVHeads;
-        o["expand_v"] = Number(ExpandV);
+        o["expand_v"] = Float(ExpandV);
         o["use_gate"] = UseGate;
         o["use_short_conv"] = UseShortConv;
         o["conv_size"] = ConvSize;

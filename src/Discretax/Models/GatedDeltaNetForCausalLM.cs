@@ -23,9 +23,6 @@ public sealed class GatedDeltaNetForCausalLM : FlaForCausalLM
     {
     }
 
-    /// <summary>The config the model was built from.</summary>
-    public new GatedDeltaNetConfig Config => (GatedDeltaNetConfig)base.Config;
-
     private static GatedDeltaNetSequenceMixer Mixer(GatedDeltaNetConfig c, int chunkSize) =>
         new(c.HiddenSize, c.NumHeads, c.HeadDim, c.NumVHeads, c.ExpandV, c.UseGate, c.UseShortConv, c.ConvSize,
             convBias: false, c.AllowNegEigval, c.NormEps, chunkSize);

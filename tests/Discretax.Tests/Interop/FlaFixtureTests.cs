@@ -125,4 +125,41 @@ public class FlaFixtureTests
             ids.Add(token);
         }
     }
+
+    /// <summary>An imported fla directory saved again keeps every config.json field fla wrote (the kernel switches and
+    /// Hugging Face fields too) with its value; only torch_dtype follows the model (float32 here), and the null 'attn' and
+    /// 'attnres_block_size' (fla's defaults) are left out. The re-saved directory gives the same logits.</summary>
+    [Theory]
+    [InlineData("delta_net")]
+    [InlineData("gated_deltanet")]
+    public void AnImportedFlaDirectorySavedAgainKeepsItsConfigAndLogits(string name)
+    {
+        string dir = TempDir();
+        try
+        {
+            using var lm = FlaCheckpoint.Load(Fla(name));
+            FlaCheckpoint.Save(lm, dir);
+            var original = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Fla(name, "config.json")))!.AsObject();
+            var saved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+            foreach (var (key, value) in original)
+            {
+                if (key is "attn" or "attnres_block_size") { saved.ContainsKey(key).Should().BeFalse(key); continue; }
+                if (key == "torch_dtype") { saved[key]!.GetValue<string>().Should().Be("float32"); continue; }
+                if (value is System.Text.Json.Nodes.JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number)
+                    saved[key]!.GetValue<double>().Should().Be(v.GetValue<double>(), key);   // 1 and 1.0 alike
+                else
+                    saved[key]?.ToJsonString().Should().Be(value?.ToJsonString(), key);
+            }
+            saved.Select(p => p.Key).Should().BeSubsetOf(original.Select(p => p.Key));
+            using var back = FlaCheckpoint.Load(dir);
+            using var io = SafeTensors.Read(Fla(name, "io.safetensors"));
+            using var a = back.forward(io["input_ids"]);
+            using var b = lm.forward(io["input_ids"]);
+            Same(a, b).Should().BeTrue();
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
