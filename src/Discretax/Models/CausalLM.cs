@@ -26,6 +26,10 @@ namespace Discretax.Models;
 /// checkpoint loads into a tied model only.</para>
 /// <para>The logits are in the embedding's dtype (convert the whole model: <c>lm.to(ScalarType.Float64)</c>); the
 /// model applies the library's dtype rule inside.</para>
+/// <para>Subclasses: <see cref="FlaForCausalLM"/> (fla's <see cref="DeltaNetForCausalLM"/> and
+/// <see cref="GatedDeltaNetForCausalLM"/>) keep the embedding inside the model, as fla's keys have it
+/// (<c>model.embeddings.weight</c>), and their final norm too (<c>model.norm</c>); this class's behaviour is the
+/// same.</para>
 /// <para><b>Use a model with per-position norms.</b> Batch norm (the default of the discretax-style presets
 /// <c>DeltaNet</c>, <c>LRU</c>, <c>S4D</c>, <c>S5</c>, <c>LinOSS</c>) normalizes a training batch with statistics over
 /// all its steps, so in training mode a step's output depends on later tokens: a language model trained that way
@@ -33,7 +37,7 @@ namespace Discretax.Models;
 /// <c>SequenceModel.Standard(..., norm: NormKind.Layer)</c> (or <c>NormKind.Rms</c>); <c>MLSTM</c> and
 /// <c>TransformerDeltaNet</c> use per-position norms already.</para>
 /// </summary>
-public sealed class CausalLM : nn.Module<Tensor, Tensor>
+public class CausalLM : nn.Module<Tensor, Tensor>
 {
     /// <summary>The token embedding <c>[V, H]</c>.</summary>
     public readonly Embedding embeddings;
@@ -48,6 +52,11 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
     public readonly Linear? lm_head;
 
     private readonly NormKind? _normKind;
+
+    /// <summary>Whether <see cref="embeddings"/> is registered inside <see cref="model"/> (not under this module).</summary>
+    private readonly bool _embeddingsInModel;
+
+    private bool _registered;
 
     /// <summary>Creates the language model.</summary>
     /// <param name="vocabSize">The number of token ids V (ids in <c>[0, V)</c>; <c>ByteTokenizer.VocabSize</c> for bytes).</param>
@@ -75,6 +84,58 @@ public sealed class CausalLM : nn.Module<Tensor, Tensor>
             if (lm_head is not null) nn.init.normal_(lm_head.weight!, 0.0, 0.02);
         }
         RegisterComponents();
+    }
+
+    /// <summary>
+    /// Creates a language model whose embedding belongs to <paramref name="model"/> (registered there, so the keys are
+    /// the model's, e.g. <c>model.embeddings.weight</c>) and whose final norm, if any, is part of the model: this module
+    /// registers only <c>model</c> and, untied, <c>lm_head</c>. The computation is the public constructor's with no
+    /// norm here.
+    /// </summary>
+    /// <param name="name">The module name.</param>
+    /// <param name="model">The sequence model, holding <paramref name="embeddings"/> among its registered modules.</param>
+    /// <param name="embeddings">The token embedding <c>[V, H]</c> (H the model's feature size).</param>
+    /// <param name="tieWeights">Whether the head multiplies by the embedding's weight instead of its own.</param>
+    private protected CausalLM(string name, SequenceModule model, Embedding embeddings, bool tieWeights) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(embeddings);
+        using (var w = embeddings.weight!)
+        {
+            if (w.shape[1] != model.InFeatures)
+                throw new ArgumentException($"The embedding has {w.shape[1]} features; the model takes {model.InFeatures}.", nameof(embeddings));
+            VocabSize = w.shape[0];
+        }
+        HiddenSize = model.InFeatures;
+        TiedWeights = tieWeights;
+        _normKind = null;
+        _embeddingsInModel = true;
+        this.embeddings = embeddings;
+        this.model = model;
+        norm = null;
+        lm_head = tieWeights ? null : nn.Linear(HiddenSize, VocabSize, hasBias: false);
+        if (lm_head is not null)
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            nn.init.normal_(lm_head.weight!, 0.0, 0.02);
+        }
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    /// <remarks>With the embedding inside the model, only <c>model</c> and <c>lm_head</c> are registered here.</remarks>
+    protected override void RegisterComponents()
+    {
+        if (!_embeddingsInModel)
+        {
+            base.RegisterComponents();
+            return;
+        }
+        if (_registered) return;
+        _registered = true;
+        register_module("model", model);
+        if (lm_head is not null) register_module("lm_head", lm_head);
     }
 
     /// <summary>The number of token ids V.</summary>

@@ -37,6 +37,16 @@ public class ConstructorParameterNameTests
         { "inFeatures", () => new SequenceModel(0, new[] { new StandardBlock(1, new IdentitySequenceMixer(1), new GLU(1)) }) },
         { "norm", () => new StandardBlock(4, new IdentitySequenceMixer(4), new GLU(4), norm: (NormKind)9) },
         { "norm", () => new MLSTMBlock(4, new IdentitySequenceMixer(4), norm: (NormKind)9) },
+        { "hiddenSize", () => new GatedMLP(0) },
+        { "hiddenRatio", () => new GatedMLP(8, hiddenRatio: 0) },
+        { "intermediateSize", () => new GatedMLP(8, intermediateSize: 0) },
+        { "hiddenSize", () => new FlaBlock(0, new IdentitySequenceMixer(1), new GatedMLP(1)) },
+        { "mlp", () => new FlaBlock(4, new IdentitySequenceMixer(4), new GatedMLP(3)) },
+        { "normEps", () => new FlaBlock(4, new IdentitySequenceMixer(4), new GatedMLP(4), normEps: 0) },
+        { "hiddenSize", () => new FlaModel(8, 0, new[] { new IdentitySequenceMixer(1) }) },
+        { "vocabSize", () => new FlaModel(0, 4, new[] { new IdentitySequenceMixer(4) }) },
+        { "paddingIdx", () => new FlaModel(8, 4, new[] { new IdentitySequenceMixer(4) }, paddingIdx: 8) },
+        { "layers", () => new FlaModel(8, 4, new[] { new IdentitySequenceMixer(5) }) },
     };
 
     [Theory]

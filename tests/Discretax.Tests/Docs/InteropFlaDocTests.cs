@@ -1,0 +1,53 @@
+using static Discretax.Tests.Interop.InteropTestUtil;
+
+namespace Discretax.Tests.Docs;
+
+/// <summary>
+/// The code of docs/interop-fla.md equals <see cref="InteropFlaSnippets"/> and runs: on the DeltaNetForCausalLM fixture
+/// that fla's own code wrote (tools/interop/make_fla_fixtures.py).
+/// </summary>
+public class InteropFlaDocTests
+{
+    private const string Page = "docs/interop-fla.md";
+    private const string Code = "tests/Discretax.Tests/Docs/InteropFlaSnippets.cs";
+
+    [Fact]
+    public void EverySnippetOfThePageEqualsItsRegionAndEveryCSharpBlockIsASnippet()
+    {
+        var page = DocSnippets.ReadRepositoryFile(Page);
+        var snippets = DocSnippets.MarkedBlocks(page, "snippet");
+        snippets.Keys.Should().BeEquivalentTo("fla-usings", "fla-generate", "fla-finetune", "fla-layer");
+        DocSnippets.Differences(snippets, DocSnippets.Regions(DocSnippets.ReadRepositoryFile(Code)), Page, Code).Should().BeNull();
+        var marked = snippets.Values.Select(b => b.Line).ToHashSet();
+        DocSnippets.FencedBlocks(page).Where(b => b.Language is "csharp" or "cs" or "c#" && !marked.Contains(b.Line))
+            .Select(b => $"line {b.Line}").Should().BeEmpty();
+    }
+
+    [Fact]
+    public void TheGenerateAndFineTuneExampleRunsOnFlasDeltaNetCheckpoint()
+    {
+        string output = TempDir();
+        try
+        {
+            var r = InteropFlaSnippets.GenerateAndFineTune(Fixture("fla", "delta_net"), output);
+            r.Type.Should().Be("DeltaNetForCausalLM");
+            r.Continuation.Should().NotBeEmpty().And.HaveCountLessThanOrEqualTo(16).And.OnlyContain(t => t >= 0 && t < 64);
+            r.Losses.Should().HaveCount(5);
+            r.Losses[^1].Should().BeLessThan(r.Losses[0], "five AdamW steps on one sequence lower its loss");
+            r.ReloadedMaxDiff.Should().Be(0, "the saved directory loads back to the same model");
+            File.Exists(Path.Combine(output, "config.json")).Should().BeTrue();
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void TheLayerExampleLoadsOneLayerOfTheCheckpointStrictly()
+    {
+        var r = InteropFlaSnippets.Layer(Fixture("fla", "delta_net"));
+        r.Loaded.Should().Be(9);
+        r.OutputShape.Should().Equal(2, 10, 32);
+    }
+}
