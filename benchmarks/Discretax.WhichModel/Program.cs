@@ -32,7 +32,7 @@ return Parent.Run(args);
 internal static class Models
 {
     public const int Hidden = 128, Blocks = 4, TokensPerPass = 16384;
-    public static readonly string[] All = { "LRU", "S5", "S4D", "LinOSS", "DeltaNet", "TransformerDeltaNet", "MLSTM" };
+    public static readonly string[] All = { "LRU", "S5", "S4D", "LinOSS", "DeltaNet", "GatedDeltaNet", "Mamba2", "TransformerDeltaNet", "MLSTM" };
     public static readonly int[] Lengths = { 256, 512, 1024, 2048, 4096, 8192, 16384 };
 
     public static SequenceModel Create(string name) => name switch
@@ -42,6 +42,8 @@ internal static class Models
         "S4D" => new S4D(Hidden, Blocks),
         "LinOSS" => new LinOSS(Hidden, Blocks),
         "DeltaNet" => new DeltaNet(Hidden, Blocks),
+        "GatedDeltaNet" => new GatedDeltaNet(Hidden, Blocks),
+        "Mamba2" => new Mamba2(Hidden, Blocks),
         "TransformerDeltaNet" => new TransformerDeltaNet(Hidden, chunkSize: 64, numLayers: Blocks),
         "MLSTM" => new MLSTM(Hidden, Blocks),
         _ => throw new ArgumentException($"Unknown model '{name}'; expected one of {string.Join(", ", All)}."),

@@ -20,7 +20,8 @@ namespace Discretax.SequenceMixers;
 /// S_t     = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T,   o_t = S_t^T q_t
 /// y       = out_proj(concat_h o_t)                    (Linear numHeads * headDim -> H)
 /// </code>
-/// <para>Options that reach fla's <c>DeltaNet</c> layer, all off by default: one beta per head
+/// <para>Options modelled on fla's <c>DeltaNet</c> layer, all off by default (close to fla's, not exact: the L2
+/// normalization and the norm's epsilon differ; <see cref="FlaDeltaNetSequenceMixer"/> is fla's layer exactly): one beta per head
 /// (<c>beta_proj</c>: H -> numHeads); short causal convolutions with SiLU on q, k, v (<c>q_conv1d</c>,
 /// <c>k_conv1d</c>, <c>v_conv1d</c>, applied after the projections); query scaling by <c>headDim^-1/2</c>;
 /// a per-head output RMSNorm (<c>o_norm</c>, shared over heads); an output gate <c>o * silu(g_proj(x))</c>
