@@ -12,7 +12,8 @@ public static class CurvePlot
 {
     /// <summary>
     /// The title, e.g. <c>lru on embedded Fashion-MNIST subset: test accuracy 85.10% after epoch 20/20</c>; of the
-    /// data set's description only the part before a parenthesis.
+    /// data set's description only the part before a parenthesis. A title longer than <see cref="MaxTitleLine"/>
+    /// characters breaks after the colon, so that it fits the default 1000-pixel width at the title's font size.
     /// </summary>
     /// <param name="model">The model's name.</param>
     /// <param name="dataset">The data set's description (<see cref="Data.DataSource.Description"/>).</param>
@@ -24,9 +25,13 @@ public static class CurvePlot
         ArgumentNullException.ThrowIfNull(dataset);
         int paren = dataset.IndexOf(" (", StringComparison.Ordinal);
         if (paren > 0) dataset = dataset[..paren];
-        return string.Create(CultureInfo.InvariantCulture,
-            $"{model} on {dataset}: test accuracy {last.TestAccuracy * 100:F2}% after epoch {last.Epoch}/{totalEpochs}");
+        string head = $"{model} on {dataset}:";
+        string tail = string.Create(CultureInfo.InvariantCulture, $"test accuracy {last.TestAccuracy * 100:F2}% after epoch {last.Epoch}/{totalEpochs}");
+        return head.Length + 1 + tail.Length <= MaxTitleLine ? $"{head} {tail}" : $"{head}\n{tail}";
     }
+
+    /// <summary>The longest title line that fits 1000 pixels at the title's 16-point font (about 11 pixels a character).</summary>
+    public const int MaxTitleLine = 80;
 
     /// <summary>Builds the plot.</summary>
     /// <param name="epochs">The epochs so far (at least one).</param>

@@ -14,6 +14,9 @@ public class CurvePlotTests
         var epochs = Epochs(3);
         CurvePlot.Title("lru", "embedded Fashion-MNIST subset (6,000 train / 1,000 test, class-balanced)", epochs[^1], 20)
             .Should().Be("lru on embedded Fashion-MNIST subset: test accuracy 60.00% after epoch 3/20");
+        // A long one breaks after the colon (the full data set's one-line title was cut off at both ends of the PNG).
+        CurvePlot.Title("gated-deltanet", "full Fashion-MNIST from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)", epochs[^1], 5)
+            .Should().Be("gated-deltanet on full Fashion-MNIST from Debian's dataset-fashion-mnist:\ntest accuracy 60.00% after epoch 3/5");
     }
 
     [Theory]
