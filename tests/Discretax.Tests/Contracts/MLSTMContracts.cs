@@ -31,3 +31,11 @@ public sealed class MLSTMV1ModelContract() : SequenceModuleContract(8, h => new 
 
 public sealed class MLSTMPostnormGluModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 5,
     prenorm: false, useGlu: true, norm: NormKind.Rms));
+
+/// <summary>xlstm-jax's block: norm eps 1e-6, post norms, gated GELU feed-forward.</summary>
+public sealed class MLSTMBlockXlstmJaxContract() : SequenceModuleContract(8, h => new MLSTMBlock(h, new MLSTMSequenceMixer(h, chunkSize: 4),
+    new GatedFeedForward(h, GatedFeedForward.UpProjDim(h, 1.3)), dropRate: 0.1, norm: NormKind.Rms, normEps: 1e-6, addPostNorm: true));
+
+public sealed class MLSTMXlstmJaxModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 4, normEps: 1e-6,
+    addPostNorm: true, gatedFeedForward: true, outputInitFn: MLSTMOutputInit.Wang2),
+    (h, c) => new MLSTM(h, numBlocks: 2, chunkSize: c, normEps: 1e-6, addPostNorm: true, gatedFeedForward: true));
