@@ -20,8 +20,9 @@ namespace Discretax.Models;
 /// <see cref="CreateCausalLM"/> puts it into a <see cref="CausalLM"/> (embedding, no extra norm, <c>lm_head</c>, the
 /// logit soft cap): the whole <c>xLSTMLarge</c>, with logits, losses and streaming generation. The names inside are
 /// the reference's (<c>blocks.{i}.norm_mlstm</c>, <c>blocks.{i}.mlstm_layer.q</c>, ..., <c>out_norm</c>); the
-/// <see cref="CausalLM"/> around it adds <c>embeddings.</c>, <c>model.</c> and <c>lm_head.</c> (the reference's
-/// <c>embedding.</c>, <c>backbone.</c>, <c>lm_head.</c>). Streaming carries one <see cref="MLSTMState"/> per block.
+/// <see cref="CausalLM"/> around it adds <c>embeddings.</c>, <c>model.</c> and <c>lm_head.</c>, which
+/// <see cref="Interop.XLSTMCheckpoint.LargeName"/> maps to the reference's <c>embedding.</c>, <c>backbone.</c>,
+/// <c>lm_head.</c> (or transformers' <c>backbone.embeddings.</c>). Streaming carries one <see cref="MLSTMState"/> per block.
 /// </summary>
 public sealed class XLSTMLarge : SequenceModel
 {

@@ -34,6 +34,10 @@ namespace Discretax.SequenceMixers;
 /// <c>h_t = C_t^T q~_t / (max(|n_t . q~_t|, exp(-m_t)) + 1e-6)</c>, from <c>m_0 = 0</c> (or <c>m_0 = -inf</c> with
 /// <see cref="MLSTMStabilizerStart.NegativeInfinity"/>). outnorm is a <see cref="MultiHeadNorm"/> (layer or RMS
 /// norm per head, weight only, eps <c>normEps</c>).</para>
+/// <para>NX-AI xlstm's PyTorch <c>mLSTMLayer</c> is this layer with <c>normEps = 1e-5</c> and
+/// <see cref="MLSTMStabilizerStart.NegativeInfinity"/> (the other options at their defaults);
+/// <see cref="Interop.XLSTMCheckpoint.CreateTorchMLSTMLayer(long, int, double, int, int, bool, double, int, int)"/> builds it and
+/// <see cref="Interop.XLSTMCheckpoint.LoadTorchMLSTMLayer"/> loads that package's <c>state_dict</c>.</para>
 /// <para>Init (xlstm-jax): <c>proj_up</c> and the q/k/v projections (and <c>x_mlstm_conv_scaling</c>) from the small
 /// init <c>std = sqrt(2 / (5 E))</c>; <c>proj_down</c> from <c>outputInitFn</c> (Wang: <c>std = 2 / numBlocks / sqrt(E)</c>);
 /// both from <c>initDistribution</c>; gate weights zero, forget-gate bias <c>linspace(3, 6, NH)</c>, input-gate bias

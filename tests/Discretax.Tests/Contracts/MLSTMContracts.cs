@@ -32,6 +32,10 @@ public sealed class MLSTMV1ModelContract() : SequenceModuleContract(8, h => new 
 public sealed class MLSTMPostnormGluModelContract() : SequenceModuleContract(8, h => new MLSTM(h, numBlocks: 2, chunkSize: 5,
     prenorm: false, useGlu: true, norm: NormKind.Rms));
 
+/// <summary>NX-AI xlstm's PyTorch mLSTMLayer configuration: a fresh start from m_0 = -inf, outnorm eps 1e-5.</summary>
+public sealed class TorchMLSTMLayerContract() : SequenceModuleContract(8, h => Discretax.Interop.XLSTMCheckpoint.CreateTorchMLSTMLayer(h, chunkSize: 4),
+    (h, c) => Discretax.Interop.XLSTMCheckpoint.CreateTorchMLSTMLayer(h, chunkSize: c));
+
 /// <summary>xlstm-jax's block: norm eps 1e-6, post norms, gated GELU feed-forward.</summary>
 public sealed class MLSTMBlockXlstmJaxContract() : SequenceModuleContract(8, h => new MLSTMBlock(h, new MLSTMSequenceMixer(h, chunkSize: 4),
     new GatedFeedForward(h, GatedFeedForward.UpProjDim(h, 1.3)), dropRate: 0.1, norm: NormKind.Rms, normEps: 1e-6, addPostNorm: true));
