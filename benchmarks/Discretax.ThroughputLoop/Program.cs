@@ -22,7 +22,7 @@ foreach (var name in names)
         "DeltaNet" => new DeltaNet(hidden, blocks),
         "S5" => new S5(hidden, blocks),
         "S4D" => new S4D(hidden, blocks),
-        "MLSTM" => new MLSTM(hidden, blocks),
+        "MLSTM" => new MLSTM(hidden, blocks, dropRate: 0.1),   // dropout 0.1: the default until issue 14, as measured
         "LinOSS" => new LinOSS(hidden, blocks),
         _ => throw new ArgumentException($"Unknown model '{name}'.", nameof(args)),
     };

@@ -17,8 +17,12 @@ namespace Discretax.Blocks;
 /// prenorm:   x = x + xlstm(xlstm_norm(x));           if ffn: x = x + dropout(ffn(ffn_norm(x)))
 /// postnorm:  x = xlstm_norm(x + xlstm(x));           if ffn: x = ffn_norm(x + dropout(ffn(x)))
 /// </code>
+/// With <c>addPostNorm</c> (xlstm-jax's <c>add_post_norm</c>, after Gemma-2) each branch's output is normalized before
+/// the residual sum: <c>xlstm(.)</c> becomes <c>xlstm_post_norm(xlstm(.))</c> and <c>dropout(ffn(.))</c> becomes
+/// <c>ffn_post_norm(dropout(ffn(.)))</c>.
 /// Unlike <see cref="StandardBlock"/> there is no activation and no dropout around the sequence mixer (the mLSTM
-/// layer applies its own output dropout). The default norm is xLSTM's: layer norm with a gain and no bias, eps 1e-5.
+/// layer applies its own output dropout). The default norm is NX-AI xlstm's: layer norm with a gain and no bias, eps
+/// 1e-5 (xlstm-jax's blocks: <c>normEps = 1e-6</c>).
 /// Shapes: <c>[B, L, H] -> [B, L, H]</c> (or unbatched <c>[L, H]</c>). Streaming carries the mixer's state in a <see cref="BlockState"/>.
 /// </summary>
 public sealed class MLSTMBlock : SequenceModule
@@ -35,6 +39,12 @@ public sealed class MLSTMBlock : SequenceModule
     /// <summary>The channel mixer, or null for none (the xLSTM default).</summary>
     public ChannelMixer? ffn;
 
+    /// <summary>With <c>addPostNorm</c>: the norm of the sequence mixer's output, else null.</summary>
+    public nn.Module<Tensor, Tensor>? xlstm_post_norm;
+
+    /// <summary>With <c>addPostNorm</c> and a channel mixer: the norm of the channel mixer's output, else null.</summary>
+    public nn.Module<Tensor, Tensor>? ffn_post_norm;
+
     /// <summary>The dropout on the channel mixer's output.</summary>
     public FastDropout drop;
 
@@ -46,8 +56,11 @@ public sealed class MLSTMBlock : SequenceModule
     /// <param name="prenorm">Normalize the input of each branch (true) or the sum after it (false).</param>
     /// <param name="norm">The norm kind: <see cref="NormKind.XLSTMLayer"/> (default: layer norm with a gain and no bias,
     /// as xLSTM), <see cref="NormKind.Layer"/> (gain and bias), <see cref="NormKind.Rms"/> or <see cref="NormKind.Batch"/>.</param>
+    /// <param name="normEps">The eps of every norm of the block, or null for the kind's default
+    /// (<see cref="Norms.DefaultEps"/>; xlstm-jax's blocks use 1e-6).</param>
+    /// <param name="addPostNorm">Normalize each branch's output before the residual sum (xlstm-jax's <c>add_post_norm</c>).</param>
     public MLSTMBlock(long inFeatures, SequenceModule xlstm, ChannelMixer? ffn = null, double dropRate = 0.0,
-        bool prenorm = true, NormKind norm = NormKind.XLSTMLayer)
+        bool prenorm = true, NormKind norm = NormKind.XLSTMLayer, double? normEps = null, bool addPostNorm = false)
         : base(nameof(MLSTMBlock), Check.Dim(inFeatures))
     {
         ArgumentNullException.ThrowIfNull(xlstm);
@@ -57,14 +70,19 @@ public sealed class MLSTMBlock : SequenceModule
             throw new ArgumentException($"The channel mixer must map {inFeatures} -> {inFeatures} features; it maps {ffn.InFeatures} -> {ffn.OutFeatures}.", nameof(ffn));
         Check.DropRate(dropRate);
         Check.Defined(norm);
+        if (normEps is double e) Check.PositiveFinite(e, nameof(normEps));
         Prenorm = prenorm;
         Norm = norm;
-        xlstm_norm = Norms.Create(norm, inFeatures);
+        NormEps = normEps ?? Norms.DefaultEps(norm);
+        AddPostNorm = addPostNorm;
+        xlstm_norm = Norms.Create(norm, inFeatures, NormEps);
         this.xlstm = xlstm;
+        if (addPostNorm) xlstm_post_norm = Norms.Create(norm, inFeatures, NormEps);
         if (ffn is not null)
         {
-            ffn_norm = Norms.Create(norm, inFeatures);
+            ffn_norm = Norms.Create(norm, inFeatures, NormEps);
             this.ffn = ffn;
+            if (addPostNorm) ffn_post_norm = Norms.Create(norm, inFeatures, NormEps);
         }
         drop = new FastDropout(dropRate);
         RegisterComponents();
@@ -76,12 +94,19 @@ public sealed class MLSTMBlock : SequenceModule
     /// <summary>The norm kind.</summary>
     public NormKind Norm { get; }
 
+    /// <summary>The eps of the block's norms.</summary>
+    public double NormEps { get; }
+
+    /// <summary>Whether each branch's output is normalized before the residual sum.</summary>
+    public bool AddPostNorm { get; }
+
     /// <inheritdoc />
     /// <remarks>The state is a <see cref="BlockState"/> holding the sequence mixer's state.</remarks>
     protected override (Tensor Output, StreamingState? State) Run(Tensor x, StreamingState? state, bool returnState, Tensor? lengths)
     {
         var valid = lengths is null ? null : SequenceLengths.Mask(lengths, x.shape[1]);
         var (mixed, mixerState) = RunChild(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x, valid) : x, ((BlockState?)state)?.Mixer, returnState, lengths);
+        if (xlstm_post_norm is not null) mixed = ApplyNorm(xlstm_post_norm, mixed, valid);
         var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed, valid);
         return (FeedForward(h, valid), mixerState is null ? null : new BlockState(mixerState));
     }
@@ -90,6 +115,7 @@ public sealed class MLSTMBlock : SequenceModule
     protected override (Tensor Output, StreamingState? State)? RunPacked(Tensor x, Tensor cuSeqlens, StreamingState? state, bool returnState)
     {
         var (mixed, mixerState) = RunChildPacked(xlstm, Prenorm ? ApplyNorm(xlstm_norm, x, null) : x, cuSeqlens, ((BlockState?)state)?.Mixer, returnState);
+        if (xlstm_post_norm is not null) mixed = ApplyNorm(xlstm_post_norm, mixed, null);
         var h = Prenorm ? x + mixed : ApplyNorm(xlstm_norm, x + mixed, null);
         return (FeedForward(h, null), mixerState is null ? null : new BlockState(mixerState));
     }
@@ -101,9 +127,9 @@ public sealed class MLSTMBlock : SequenceModule
     private Tensor FeedForward(Tensor h, Tensor? valid)
     {
         if (ffn is null) return h;
-        return Prenorm
-            ? h + drop.forward(ffn.forward(ApplyNorm(ffn_norm!, h, valid)))
-            : ApplyNorm(ffn_norm!, h + drop.forward(ffn.forward(h)), valid);
+        var branch = drop.forward(ffn.forward(Prenorm ? ApplyNorm(ffn_norm!, h, valid) : h));
+        if (ffn_post_norm is not null) branch = ApplyNorm(ffn_post_norm, branch, valid);
+        return Prenorm ? h + branch : ApplyNorm(ffn_norm!, h + branch, valid);
     }
 
     private Tensor ApplyNorm(nn.Module<Tensor, Tensor> n, Tensor x, Tensor? valid) => Norm.Apply(n, x, valid);

@@ -11,19 +11,27 @@ public static class Norms
     /// <summary>A new norm module of <paramref name="kind"/> over <paramref name="features"/> features.</summary>
     /// <param name="kind">The norm kind.</param>
     /// <param name="features">The feature size H.</param>
-    public static nn.Module<Tensor, Tensor> Create(NormKind kind, long features)
+    /// <param name="eps">The norm's eps (positive, finite), or null for the kind's default (<see cref="DefaultEps"/>:
+    /// 1e-5, 1e-6 for <see cref="NormKind.Rms"/>).</param>
+    public static nn.Module<Tensor, Tensor> Create(NormKind kind, long features, double? eps = null)
     {
         Check.Defined(kind);
         Check.AtLeast(features, 1);
+        if (eps is double e) Check.PositiveFinite(e, nameof(eps));
+        double value = eps ?? DefaultEps(kind);
         return kind switch
         {
-            NormKind.Batch => nn.BatchNorm1d(features, eps: 1e-5, momentum: 0.01, affine: false, track_running_stats: true),
-            NormKind.EquinoxBatch => new EquinoxBatchNorm(features),
-            NormKind.Layer => nn.LayerNorm(features, eps: 1e-5),
-            NormKind.XLSTMLayer => nn.LayerNorm(features, eps: 1e-5, elementwise_affine: true, bias: false),
-            _ => new RMSNorm(features),
+            NormKind.Batch => nn.BatchNorm1d(features, eps: value, momentum: 0.01, affine: false, track_running_stats: true),
+            NormKind.EquinoxBatch => new EquinoxBatchNorm(features, value),
+            NormKind.Layer => nn.LayerNorm(features, eps: value),
+            NormKind.XLSTMLayer => nn.LayerNorm(features, eps: value, elementwise_affine: true, bias: false),
+            _ => new RMSNorm(features, value),
         };
     }
+
+    /// <summary>The eps of <paramref name="kind"/> when none is given: 1e-6 for <see cref="NormKind.Rms"/>, else 1e-5.</summary>
+    /// <param name="kind">The norm kind.</param>
+    public static double DefaultEps(NormKind kind) => kind == NormKind.Rms ? 1e-6 : 1e-5;
 
     /// <summary>
     /// <paramref name="norm"/> over the last axis of <paramref name="x"/>. Batch norm (both kinds) sees the input as

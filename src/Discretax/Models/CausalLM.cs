@@ -15,6 +15,7 @@ namespace Discretax.Models;
 /// h      = model(h)                    // any SequenceModule H -> H (LRU, DeltaNet, MLSTM, a block, ...)
 /// h      = norm(h)                     // a NormKind (RMS by default) or none
 /// logits = h W^T                       // lm_head: Linear H -> V without bias, W [V, H]; or W = embeddings.weight (tied)
+/// logits = s tanh(logits / s)          // only with a logit soft cap s (xLSTM-7B: 30; Gemma-2)
 /// </code>
 /// logits[b, t] scores the token at <c>t + 1</c> given <c>tokens[b, :t+1]</c> (the model is causal). Right-padded
 /// batches take <c>lengths</c> (docs/variable-length.md), and <see cref="Generate"/> samples continuations by
@@ -63,12 +64,17 @@ public class CausalLM : nn.Module<Tensor, Tensor>
     /// <param name="model">The sequence model; its <see cref="SequenceModule.InFeatures"/> is the hidden size H.</param>
     /// <param name="norm">The norm before the head (<see cref="NormKind.Rms"/> by default), or null for none.</param>
     /// <param name="tieWeights">Whether the head multiplies by the embedding's weight instead of its own.</param>
-    public CausalLM(long vocabSize, SequenceModule model, NormKind? norm = NormKind.Rms, bool tieWeights = false)
+    /// <param name="logitSoftCap">If set (positive, finite), the logits become <c>cap * tanh(logits / cap)</c>, for
+    /// <see cref="forward(Tensor)"/>, the losses and the sampling alike; null (default) leaves them as they are.</param>
+    public CausalLM(long vocabSize, SequenceModule model, NormKind? norm = NormKind.Rms, bool tieWeights = false,
+        double? logitSoftCap = null)
         : base(nameof(CausalLM))
     {
         Check.AtLeast(vocabSize, 1);
         ArgumentNullException.ThrowIfNull(model);
         if (norm is NormKind kind) Check.Defined(kind, nameof(norm));
+        if (logitSoftCap is double cap) Check.PositiveFinite(cap, nameof(logitSoftCap));
+        LogitSoftCap = logitSoftCap;
         VocabSize = vocabSize;
         HiddenSize = model.InFeatures;
         TiedWeights = tieWeights;
@@ -149,6 +155,9 @@ public class CausalLM : nn.Module<Tensor, Tensor>
 
     /// <summary>The norm before the head, or null.</summary>
     public NormKind? FinalNorm => _normKind;
+
+    /// <summary>The logit soft cap, or null for none.</summary>
+    public double? LogitSoftCap { get; }
 
     /// <summary>The head's weight <c>[V, H]</c>: <c>lm_head.weight</c>, or <c>embeddings.weight</c> when tied (a new
     /// handle on the parameter, as TorchSharp's <c>weight</c> properties give).</summary>
@@ -335,7 +344,8 @@ public class CausalLM : nn.Module<Tensor, Tensor>
     private Tensor Head(Tensor h, Tensor? valid)
     {
         if (norm is not null && _normKind is NormKind kind) h = kind.Apply(norm, h, valid);
-        return lm_head is not null ? lm_head.forward(h) : nn.functional.linear(h, embeddings.weight!);
+        var logits = lm_head is not null ? lm_head.forward(h) : nn.functional.linear(h, embeddings.weight!);
+        return LogitSoftCap is double cap ? cap * (logits / cap).tanh() : logits;
     }
 
     /// <summary>Validates tokens (and lengths) and returns the batched ids with padded steps set to 0, the valid mask

@@ -42,8 +42,9 @@ public class SequenceModel : SequenceModule
     /// <param name="finalNorm">A norm after the last block, or null for none.</param>
     /// <param name="blocksName">The <c>state_dict</c> name of the block list (the reference's: <c>blocks</c>, <c>layers</c>).</param>
     /// <param name="finalNormName">The <c>state_dict</c> name of the final norm (<c>final_norm</c>, <c>post_blocks_norm</c>, <c>norm</c>).</param>
+    /// <param name="finalNormEps">The final norm's eps, or null for the kind's default (<see cref="Norms.DefaultEps"/>).</param>
     protected SequenceModel(string name, long inFeatures, IEnumerable<SequenceModule> blocks, NormKind? finalNorm = null,
-        string blocksName = "blocks", string finalNormName = "final_norm")
+        string blocksName = "blocks", string finalNormName = "final_norm", double? finalNormEps = null)
         : base(name, inFeatures)
     {
         ArgumentNullException.ThrowIfNull(blocks);
@@ -60,7 +61,7 @@ public class SequenceModel : SequenceModule
         if (finalNorm is NormKind kind)
         {
             _finalNormKind = kind;
-            final_norm = Norms.Create(kind, inFeatures);
+            final_norm = Norms.Create(kind, inFeatures, finalNormEps);
             register_module(finalNormName, final_norm);
         }
     }

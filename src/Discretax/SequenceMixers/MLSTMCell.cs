@@ -37,9 +37,12 @@ internal sealed class MLSTMCell
     /// <param name="initDistribution">The distribution of <c>proj_down</c>'s weight.</param>
     /// <param name="outputInitFn">The init of <c>proj_down</c>.</param>
     /// <param name="numBlocks">The model's block count (Wang init).</param>
+    /// <param name="stabilizerStart">The stabilizer <c>m_0</c> of a fresh sequence.</param>
+    /// <param name="eps">The kernel's denominator constant.</param>
     public MLSTMCell(long embeddingDim, int numHeads, long qkDim, long vDim, long gateFeatures, bool bias,
         MLSTMNormType normType, double normEps, double? gateSoftCap, int chunkSize,
-        MLSTMInitDistribution initDistribution, MLSTMOutputInit outputInitFn, int numBlocks)
+        MLSTMInitDistribution initDistribution, MLSTMOutputInit outputInitFn, int numBlocks,
+        MLSTMStabilizerStart stabilizerStart = MLSTMStabilizerStart.Zero, double eps = 1e-6)
     {
         NumHeads = numHeads;
         QKDim = qkDim;
@@ -47,18 +50,19 @@ internal sealed class MLSTMCell
         NormType = normType;
         GateSoftCap = gateSoftCap;
         ChunkSize = chunkSize;
+        StabilizerStart = stabilizerStart;
+        Eps = eps;
         igate = nn.Linear(gateFeatures, numHeads, hasBias: true);
         fgate = nn.Linear(gateFeatures, numHeads, hasBias: true);
         outnorm = new MultiHeadNorm(numHeads, vDim / numHeads, useRms: normType == MLSTMNormType.RMSNorm, eps: normEps);
         proj_down = nn.Linear(vDim, embeddingDim, hasBias: bias);
-        double outStd = outputInitFn == MLSTMOutputInit.Wang ? 2.0 / numBlocks / Math.Sqrt(embeddingDim) : SmallStd(embeddingDim);
         using (no_grad())
         {
             igate.weight!.zero_();
             igate.bias!.normal_(0.0, 0.1);
             fgate.weight!.zero_();
             fgate.bias!.copy_(linspace(3.0, 6.0, numHeads));
-            Draw(proj_down.weight!, outStd, initDistribution);
+            DrawOutput(proj_down.weight!, embeddingDim, numBlocks, outputInitFn, initDistribution);
             proj_down.bias?.zero_();
         }
     }
@@ -93,12 +97,19 @@ internal sealed class MLSTMCell
     /// <summary>The kernel's chunk length.</summary>
     public int ChunkSize { get; }
 
+    /// <summary>The stabilizer <c>m_0</c> of a fresh sequence.</summary>
+    public MLSTMStabilizerStart StabilizerStart { get; }
+
+    /// <summary>The kernel's denominator constant.</summary>
+    public double Eps { get; }
+
     /// <summary>
     /// Checks the options both layers take, naming the caller's parameters (they have the same names there).
     /// </summary>
     public static void CheckOptions(int numHeads, int chunkSize, int numBlocks, double dropout, double qkDimFactor,
         double vDimFactor, double? gateSoftCap, double normEps, MLSTMNormType normType,
-        MLSTMInitDistribution initDistribution, MLSTMOutputInit outputInitFn)
+        MLSTMInitDistribution initDistribution, MLSTMOutputInit outputInitFn,
+        MLSTMStabilizerStart stabilizerStart = MLSTMStabilizerStart.Zero)
     {
         Check.AtLeast(numHeads, 1);
         Check.AtLeast(chunkSize, 1);
@@ -111,6 +122,7 @@ internal sealed class MLSTMCell
         Check.Defined(normType);
         Check.Defined(initDistribution);
         Check.Defined(outputInitFn);
+        Check.Defined(stabilizerStart);
     }
 
     /// <summary>Throws (<c>numHeads</c>) unless NH divides the query/key and value sizes.</summary>
@@ -122,6 +134,26 @@ internal sealed class MLSTMCell
 
     /// <summary>xlstm-jax's small init std <c>sqrt(2 / (5 E))</c>.</summary>
     public static double SmallStd(long embeddingDim) => Math.Sqrt(2.0 / (5.0 * embeddingDim));
+
+    /// <summary>
+    /// The standard deviation of xlstm-jax's <c>output_init_fn</c> for a layer of input size
+    /// <paramref name="dim"/> in a model of <paramref name="numBlocks"/> blocks (0 for <see cref="MLSTMOutputInit.Zeros"/>).
+    /// </summary>
+    public static double OutputStd(MLSTMOutputInit fn, long dim, int numBlocks) => fn switch
+    {
+        MLSTMOutputInit.Wang => 2.0 / numBlocks / Math.Sqrt(dim),
+        MLSTMOutputInit.Wang2 => 2.0 / (2.0 * numBlocks) / Math.Sqrt(dim),
+        MLSTMOutputInit.Small => SmallStd(dim),
+        _ => 0.0,
+    };
+
+    /// <summary>Draws an output projection's weight in place: <see cref="OutputStd"/> from
+    /// <paramref name="distribution"/>, or zeros for <see cref="MLSTMOutputInit.Zeros"/>.</summary>
+    public static void DrawOutput(Tensor w, long dim, int numBlocks, MLSTMOutputInit fn, MLSTMInitDistribution distribution)
+    {
+        if (fn == MLSTMOutputInit.Zeros) w.zero_();
+        else Draw(w, OutputStd(fn, dim, numBlocks), distribution);
+    }
 
     /// <summary>Draws <paramref name="w"/> in place from <paramref name="distribution"/> with std <paramref name="std"/>.</summary>
     public static void Draw(Tensor w, double std, MLSTMInitDistribution distribution)
@@ -150,11 +182,25 @@ internal sealed class MLSTMCell
     public (Tensor H, MLSTMKernelState State) Forward(Tensor q, Tensor k, Tensor v, Tensor gateInput, MLSTMState? previous,
         Tensor? lengths = null, Tensor? cuSeqlens = null)
     {
-        long b = q.shape[0], l = q.shape[1], nh = NumHeads;
         var gt = Precision.StateDType(q.dtype);
         var gw = gateInput.to(gt);
-        var ig = SoftCap(nn.functional.linear(gw, igate.weight!.to(gt), igate.bias!.to(gt))).transpose(1, 2);   // [B, NH, L]
-        var fg = SoftCap(nn.functional.linear(gw, fgate.weight!.to(gt), fgate.bias!.to(gt))).transpose(1, 2);
+        var ig = nn.functional.linear(gw, igate.weight!.to(gt), igate.bias!.to(gt));
+        var fg = nn.functional.linear(gw, fgate.weight!.to(gt), fgate.bias!.to(gt));
+        return ForwardPreactivations(q, k, v, ig, fg, previous, lengths, cuSeqlens);
+    }
+
+    /// <summary>
+    /// The cell from gate pre-activations already computed (<c>[B, L, NH]</c>, before the soft cap, in float32 at
+    /// least): soft cap, q/k/v split into NH heads, the kernel (continuing from <paramref name="previous"/>, else from
+    /// the fresh state of <see cref="StabilizerStart"/>), and the multi-head norm. Returns <c>outnorm(h) [B, L, Dv]</c>
+    /// and the kernel's state.
+    /// </summary>
+    public (Tensor H, MLSTMKernelState State) ForwardPreactivations(Tensor q, Tensor k, Tensor v, Tensor inputPreact,
+        Tensor forgetPreact, MLSTMState? previous, Tensor? lengths = null, Tensor? cuSeqlens = null)
+    {
+        long b = q.shape[0], l = q.shape[1], nh = NumHeads;
+        var ig = SoftCap(inputPreact).transpose(1, 2);   // [B, NH, L]
+        var fg = SoftCap(forgetPreact).transpose(1, 2);
         if (lengths is not null)
         {
             // Padded steps leave (C, n, m) as they are: input gate -inf, log forget gate 0 (pre-activation +inf).
@@ -165,9 +211,22 @@ internal sealed class MLSTMCell
         var qh = q.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var kh = k.reshape(b, l, nh, QKDim / nh).transpose(1, 2);
         var vh = v.reshape(b, l, nh, VDim / nh).transpose(1, 2);
-        MLSTMKernelState? start = previous is null ? null : new MLSTMKernelState(previous.C, previous.N, previous.M);
-        var (h, state) = MLSTMKernel.Chunked(qh, kh, vh, ig, fg, ChunkSize, start, cuSeqlens: cuSeqlens);
+        MLSTMKernelState? start = previous is null
+            ? FreshState(cuSeqlens is null ? b : cuSeqlens.shape[0] - 1, ig.dtype, q.device)
+            : new MLSTMKernelState(previous.C, previous.N, previous.M);
+        var (h, state) = MLSTMKernel.Chunked(qh, kh, vh, ig, fg, ChunkSize, start, Eps, cuSeqlens);
         return (outnorm.forward(h.transpose(1, 2)).reshape(b, l, VDim), state);
+    }
+
+    /// <summary>The state a fresh sequence starts from: null (the kernel's zeros) for <see cref="MLSTMStabilizerStart.Zero"/>,
+    /// else <c>C = 0, n = 0, m = -inf</c> for <paramref name="count"/> sequences.</summary>
+    private MLSTMKernelState? FreshState(long count, ScalarType dtype, Device device)
+    {
+        if (StabilizerStart == MLSTMStabilizerStart.Zero) return null;
+        long nh = NumHeads, dk = QKDim / nh, dv = VDim / nh;
+        return new MLSTMKernelState(zeros(new[] { count, nh, dk, dv }, dtype: dtype, device: device),
+            zeros(new[] { count, nh, dk }, dtype: dtype, device: device),
+            full(new[] { count, nh }, double.NegativeInfinity, dtype: dtype, device: device));
     }
 
     /// <summary>The layer's result: <paramref name="y"/> and, when <paramref name="returnState"/>, the new state.</summary>

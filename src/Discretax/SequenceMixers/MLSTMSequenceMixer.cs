@@ -31,8 +31,13 @@ namespace Discretax.SequenceMixers;
 /// </code>
 /// <para>The cell (per head, <c>q~ = q / sqrt(Dqk/NH)</c>): <c>m_t = max(logsigmoid(f_t) + m_{t-1}, i_t)</c>,
 /// <c>C_t = exp(logsigmoid(f_t) + m_{t-1} - m_t) C_{t-1} + exp(i_t - m_t) k_t v_t^T</c>, <c>n_t</c> likewise with <c>k_t</c>,
-/// <c>h_t = C_t^T q~_t / (max(|n_t . q~_t|, exp(-m_t)) + 1e-6)</c>. outnorm is a <see cref="MultiHeadNorm"/> (layer or RMS
+/// <c>h_t = C_t^T q~_t / (max(|n_t . q~_t|, exp(-m_t)) + 1e-6)</c>, from <c>m_0 = 0</c> (or <c>m_0 = -inf</c> with
+/// <see cref="MLSTMStabilizerStart.NegativeInfinity"/>). outnorm is a <see cref="MultiHeadNorm"/> (layer or RMS
 /// norm per head, weight only, eps <c>normEps</c>).</para>
+/// <para>NX-AI xlstm's PyTorch <c>mLSTMLayer</c> is this layer with <c>normEps = 1e-5</c> and
+/// <see cref="MLSTMStabilizerStart.NegativeInfinity"/> (the other options at their defaults);
+/// <see cref="Interop.XLSTMCheckpoint.CreateTorchMLSTMLayer(long, int, double, int, int, bool, double, int, int)"/> builds it and
+/// <see cref="Interop.XLSTMCheckpoint.LoadTorchMLSTMLayer"/> loads that package's <c>state_dict</c>.</para>
 /// <para>Init (xlstm-jax): <c>proj_up</c> and the q/k/v projections (and <c>x_mlstm_conv_scaling</c>) from the small
 /// init <c>std = sqrt(2 / (5 E))</c>; <c>proj_down</c> from <c>outputInitFn</c> (Wang: <c>std = 2 / numBlocks / sqrt(E)</c>);
 /// both from <c>initDistribution</c>; gate weights zero, forget-gate bias <c>linspace(3, 6, NH)</c>, input-gate bias
@@ -106,16 +111,20 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
     /// <param name="outputInitFn">The init of <c>proj_down</c>.</param>
     /// <param name="chunkSize">The chunk length of <see cref="MLSTMKernel.Chunked"/> (at least 1).</param>
     /// <param name="numBlocks">The number of blocks of the model this layer is part of (the Wang init uses it; xlstm-jax's <c>_num_blocks</c>, default 1).</param>
-    /// <param name="normEps">The eps of the multi-head norm (xlstm-jax's <c>norm_eps</c>, 1e-6).</param>
+    /// <param name="normEps">The eps of the multi-head norm (xlstm-jax's <c>norm_eps</c>, 1e-6; NX-AI xlstm's PyTorch
+    /// <c>MultiHeadLayerNorm</c> has 1e-5).</param>
+    /// <param name="stabilizerStart">The stabilizer <c>m_0</c> of a fresh sequence: <see cref="MLSTMStabilizerStart.Zero"/>
+    /// (default, the recurrence) or <see cref="MLSTMStabilizerStart.NegativeInfinity"/> (NX-AI xlstm's PyTorch parallel form).</param>
     public MLSTMSequenceMixer(long embeddingDim, int numHeads = 4, double projFactor = 2.0, int conv1dKernelSize = 4,
         int qkvProjBlocksize = 4, bool bias = false, double dropout = 0.0, double qkDimFactor = 1.0, double vDimFactor = 1.0,
         MLSTMNormType normType = MLSTMNormType.LayerNorm, MLSTMGateInput gateInput = MLSTMGateInput.Qkv,
         double? gateSoftCap = null, MLSTMInitDistribution initDistribution = MLSTMInitDistribution.Normal,
-        MLSTMOutputInit outputInitFn = MLSTMOutputInit.Wang, int chunkSize = 64, int numBlocks = 1, double normEps = 1e-6)
+        MLSTMOutputInit outputInitFn = MLSTMOutputInit.Wang, int chunkSize = 64, int numBlocks = 1, double normEps = 1e-6,
+        MLSTMStabilizerStart stabilizerStart = MLSTMStabilizerStart.Zero)
         : base(nameof(MLSTMSequenceMixer), Check.Dim(embeddingDim))
     {
         MLSTMCell.CheckOptions(numHeads, chunkSize, numBlocks, dropout, qkDimFactor, vDimFactor, gateSoftCap, normEps,
-            normType, initDistribution, outputInitFn);
+            normType, initDistribution, outputInitFn, stabilizerStart);
         Check.PositiveFinite(projFactor);
         Check.AtLeast(conv1dKernelSize, 1);
         Check.AtLeast(qkvProjBlocksize, 1);
@@ -154,7 +163,12 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
         }
         long gateFeatures = gateInput == MLSTMGateInput.Qkv ? 2 * qk + vd : inner;
         _cell = new MLSTMCell(embeddingDim, numHeads, qk, vd, gateFeatures, bias, normType, normEps, gateSoftCap, chunkSize,
-            initDistribution, outputInitFn, numBlocks);
+            initDistribution, outputInitFn, numBlocks, stabilizerStart);
+        NormEps = normEps;
+        ProjFactor = projFactor;
+        QKVProjBlocksize = qkvProjBlocksize;
+        QKDimFactor = qkDimFactor;
+        VDimFactor = vDimFactor;
         (igate, fgate, outnorm, proj_down) = (_cell.igate, _cell.fgate, _cell.outnorm, _cell.proj_down);
         this.dropout = new FastDropout(dropout);
         RegisterComponents();
@@ -174,6 +188,24 @@ public sealed class MLSTMSequenceMixer : SequenceMixer
 
     /// <summary>The chunk length of the kernel.</summary>
     public int ChunkSize => _cell.ChunkSize;
+
+    /// <summary>The stabilizer <c>m_0</c> of a fresh sequence.</summary>
+    public MLSTMStabilizerStart StabilizerStart => _cell.StabilizerStart;
+
+    /// <summary>The eps of the multi-head norm.</summary>
+    public double NormEps { get; }
+
+    /// <summary>The up-projection factor.</summary>
+    public double ProjFactor { get; }
+
+    /// <summary>The block size of the head-wise q/k/v projections.</summary>
+    public int QKVProjBlocksize { get; }
+
+    /// <summary>The query/key size factor.</summary>
+    public double QKDimFactor { get; }
+
+    /// <summary>The value size factor.</summary>
+    public double VDimFactor { get; }
 
     /// <summary>The inner size <c>I = 64 ceil(projFactor E / 64)</c>.</summary>
     public long InnerDim { get; }

@@ -46,6 +46,72 @@ public class ChannelMixerTests
         ShouldMatch(y, Reference.Linear(a.Select((v, i) => Reference.Silu(v) * b[i]).ToArray(), w2));
     }
 
+    /// <summary>The tanh approximation of GELU, jax.nn.gelu's default (approximate=True), written out.</summary>
+    private static double GeluTanh(double x) => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+
+    /// <summary>xlstm-jax's GatedFeedForward: proj_down(gelu_tanh(proj_up_gate(x)) * proj_up(x)), biases included;
+    /// the erf form and SiLU on request; the fused layout (gate rows, then z rows) computes the same.</summary>
+    [Theory]
+    [InlineData(Activation.GELU, true)]
+    [InlineData(Activation.GELU, false)]
+    [InlineData(Activation.SiLU, false)]
+    public void GatedFeedForwardIsProjDownOfActGateTimesUp(Activation act, bool approximate)
+    {
+        using var m = new GatedFeedForward(3, 4, act, approximate, bias: true);
+        m.to(ScalarType.Float64);
+        var wg = Reference.Matrix(4, 3, 1); var bg = Reference.Vector(4, 2);
+        var wu = Reference.Matrix(4, 3, 3); var bu = Reference.Vector(4, 4);
+        var wd = Reference.Matrix(3, 4, 5); var bd = Reference.Vector(3, 6);
+        Reference.Set(m.proj_up_gate!.weight!, Reference.ToTensor(wg)); Reference.Set(m.proj_up_gate.bias!, Reference.ToTensor(bg));
+        Reference.Set(m.proj_up!.weight!, Reference.ToTensor(wu)); Reference.Set(m.proj_up.bias!, Reference.ToTensor(bu));
+        Reference.Set(m.proj_down.weight!, Reference.ToTensor(wd)); Reference.Set(m.proj_down.bias!, Reference.ToTensor(bd));
+        Func<double, double> f = act == Activation.SiLU ? Reference.Silu : approximate ? GeluTanh : Reference.Gelu;
+        var gate = Reference.Linear(X, wg, bg); var up = Reference.Linear(X, wu, bu);
+        var expected = Reference.Linear(gate.Select((g, i) => f(g) * up[i]).ToArray(), wd, bd);
+        using var y = m.forward(Reference.ToTensor(X));
+        ShouldMatch(y, expected);
+
+        using var fused = new GatedFeedForward(3, 4, act, approximate, bias: true, fused: true);
+        fused.to(ScalarType.Float64);
+        fused.proj_up.Should().BeNull();
+        fused.proj_up_gate_z!.weight!.shape.Should().Equal(8, 3);
+        Reference.Set(fused.proj_up_gate_z.weight!, cat(new[] { Reference.ToTensor(wg), Reference.ToTensor(wu) }, 0));
+        Reference.Set(fused.proj_up_gate_z.bias!, cat(new[] { Reference.ToTensor(bg), Reference.ToTensor(bu) }, 0));
+        Reference.Set(fused.proj_down.weight!, Reference.ToTensor(wd)); Reference.Set(fused.proj_down.bias!, Reference.ToTensor(bd));
+        using var yf = fused.forward(Reference.ToTensor(X));
+        ShouldMatch(yf, expected);
+        if (act == Activation.GELU && !approximate)
+            ShouldMatch(y, Reference.Linear(gate.Select((g, i) => Reference.Gelu(g) * up[i]).ToArray(), wd, bd));
+    }
+
+    /// <summary>Names and inits (xlstm-jax): small init of the up-projections, Wang / Wang2 / zeros of proj_down, no
+    /// biases by default; the middle size rounds 1.3 H up to a multiple of 64.</summary>
+    [Fact]
+    public void GatedFeedForwardNamesInitsAndWidth()
+    {
+        GatedFeedForward.UpProjDim(8, 1.3).Should().Be(64);
+        GatedFeedForward.UpProjDim(4096, 1.3).Should().Be(5376);     // ceil(5324.8 / 64) = 84
+        GatedFeedForward.UpProjDim(96, 2.0, 16).Should().Be(192);
+        using var m = new GatedFeedForward(256, 512, numBlocks: 4);
+        m.state_dict().Keys.Should().BeEquivalentTo("proj_up_gate.weight", "proj_up.weight", "proj_down.weight");
+        double small = Math.Sqrt(2.0 / (5 * 256)), wang = 2.0 / 4 / Math.Sqrt(256);
+        Rms(m.proj_up!.weight!).Should().BeApproximately(small, 0.03 * small);
+        Rms(m.proj_up_gate!.weight!).Should().BeApproximately(small, 0.03 * small);
+        Rms(m.proj_down.weight!).Should().BeApproximately(wang, 0.03 * wang);
+        using var w2 = new GatedFeedForward(256, 512, numBlocks: 4, outputInitFn: Discretax.SequenceMixers.MLSTMOutputInit.Wang2);
+        Rms(w2.proj_down.weight!).Should().BeApproximately(wang / 2, 0.03 * wang / 2);
+        using var z = new GatedFeedForward(256, 512, outputInitFn: Discretax.SequenceMixers.MLSTMOutputInit.Zeros);
+        TestUtil.Values(z.proj_down.weight!).Should().OnlyContain(v => v == 0);
+        using var fused = new GatedFeedForward(8, 16, fused: true);
+        fused.state_dict().Keys.Should().BeEquivalentTo("proj_up_gate_z.weight", "proj_down.weight");
+    }
+
+    private static double Rms(Tensor t)
+    {
+        using var d = t.detach().to(ScalarType.Float64);
+        return d.square().mean().sqrt().item<double>();
+    }
+
     [Theory]
     [InlineData(64, 4.0, 256)]   // int(170.67) = 170 -> 256
     [InlineData(384, 4.0, 1024)] // int(1024) = 1024 -> 1024

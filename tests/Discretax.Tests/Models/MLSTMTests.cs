@@ -12,7 +12,8 @@ public class MLSTMTests
 {
     /// <summary>The default model is numBlocks prenorm xLSTM blocks (no channel mixer) followed by a bias-free layer
     /// norm; its forward equals the blocks applied in order and the norm written out (1e-12, float64, eval).
-    /// The layers get the model's numBlocks (Wang init) and dropRate (their output dropout).</summary>
+    /// The layers get the model's numBlocks (Wang init) and dropRate (their output dropout), 0 by default as in
+    /// NX-AI xlstm and xlstm-jax (<c>dropout = 0.0</c>); the norms have eps 1e-5.</summary>
     [Fact]
     public void DefaultModelIsPrenormXlstmBlocksAndAPostBlocksNorm()
     {
@@ -27,7 +28,10 @@ public class MLSTMTests
             layer.NumHeads.Should().Be(4);
             layer.InnerDim.Should().Be(64);
             layer.ChunkSize.Should().Be(4);
-            layer.dropout.P.Should().Be(0.1);
+            layer.dropout.P.Should().Be(0.0);
+            b.drop.P.Should().Be(0.0);
+            b.NormEps.Should().Be(1e-5);
+            b.xlstm_post_norm.Should().BeNull();
         }
         model.state_dict().Keys.Should().Contain("post_blocks_norm.weight").And.NotContain("post_blocks_norm.bias");
         model.to(ScalarType.Float64);
@@ -119,6 +123,36 @@ public class MLSTMTests
         tail.Average().Should().BeLessThan(0.7 * first);
     }
 
+    /// <summary>xlstm-jax's options: normEps 1e-6 in every block norm and in post_blocks_norm, post norms, the gated
+    /// GELU feed-forward of width 64 ceil(1.3 H / 64) with Wang2 on every proj_down; the model's forward equals its
+    /// blocks and the final norm with eps 1e-6 written out (1e-12, float64, eval).</summary>
+    [Fact]
+    public void XlstmJaxOptionsReachEveryBlock()
+    {
+        using var model = new MLSTM(16, numBlocks: 2, chunkSize: 4, normEps: 1e-6, addPostNorm: true, gatedFeedForward: true,
+            outputInitFn: MLSTMOutputInit.Wang2);
+        foreach (var block in model.blocks)
+        {
+            var b = (MLSTMBlock)block;
+            b.NormEps.Should().Be(1e-6);
+            b.xlstm_post_norm.Should().NotBeNull();
+            b.ffn_post_norm.Should().NotBeNull();
+            var ffn = b.ffn.Should().BeOfType<Discretax.ChannelMixers.GatedFeedForward>().Subject;
+            ffn.UpProjDimension.Should().Be(64);
+            ffn.ApproximateGelu.Should().BeTrue();
+        }
+        ((TorchSharp.Modules.LayerNorm)model.post_blocks_norm!).eps.Should().Be(1e-6);
+        model.to(ScalarType.Float64);
+        model.eval();
+        using var x = TestUtil.Randn(new Generator(305), new long[] { 2, 5, 16 });
+        using var _ = no_grad();
+        using var y = model.forward(x);
+        var h = x;
+        foreach (var block in model.blocks) h = block.forward(h);
+        var c = h - h.mean(new long[] { -1 }, keepdim: true);
+        TestUtil.MaxAbsDiff(y, c / (c.square().mean(new long[] { -1 }, keepdim: true) + 1e-6).sqrt()).Should().BeLessThan(1e-12);
+    }
+
     /// <summary>Bad options throw naming the argument (the layer's own checks pass through).</summary>
     [Fact]
     public void BadOptionsThrowNamingTheArgument()
@@ -132,6 +166,10 @@ public class MLSTMTests
             (() => new MLSTM(8, chunkSize: 0), "chunkSize"),
             (() => new MLSTM(8, layerType: (MLSTMLayerType)7), "layerType"),
             (() => new MLSTM(8, numHeads: 3, layerType: MLSTMLayerType.MLSTMV1), "numHeads"),
+            (() => new MLSTM(8, normEps: -1), "normEps"),
+            (() => new MLSTM(8, useGlu: true, gatedFeedForward: true), "gatedFeedForward"),
+            (() => new MLSTM(8, gatedFeedForward: true, ffnProjFactor: 0), "ffnProjFactor"),
+            (() => new MLSTM(8, outputInitFn: (MLSTMOutputInit)9), "outputInitFn"),
         };
         foreach (var (make, param) in cases)
             make.Should().Throw<ArgumentException>().Which.ParamName.Should().Be(param);

@@ -304,6 +304,14 @@ public class MLSTMSequenceMixerTests
             TestUtil.Values(t.proj_up!.weight!).Should().OnlyContain(v => Math.Abs(v) <= 2 * small + 1e-7);
             Std(t.proj_up.weight!).Should().BeApproximately(0.8796 * small, 0.03 * small);
         }
+        // xlstm-jax's "wang2" (Wang's with twice the blocks) and "zeros".
+        using (var w2 = new MLSTMSequenceMixer(e, outputInitFn: MLSTMOutputInit.Wang2, numBlocks: 4))
+        {
+            double wang2 = 2.0 / 8 / Math.Sqrt(e);
+            Std(w2.proj_down.weight!).Should().BeApproximately(wang2, 0.03 * wang2);
+        }
+        using (var z = new MLSTMV1SequenceMixer(e, outputInitFn: MLSTMOutputInit.Zeros, initDistribution: MLSTMInitDistribution.Uniform))
+            TestUtil.Values(z.proj_down.weight!).Should().OnlyContain(v => v == 0);
         using var v1 = new MLSTMV1SequenceMixer(e, bias: true);
         TestUtil.Values(v1.dense_o.weight!).Should().OnlyContain(v => v == 0);
         TestUtil.Values(v1.dense_q!.bias!).Should().OnlyContain(v => v == 0);
@@ -338,7 +346,8 @@ public class MLSTMSequenceMixerTests
         });
     }
 
-    /// <summary>Every combination of the enum options of both layers (soft cap and bias alternating) builds, gives
+    /// <summary>Every combination of the enum options of both layers (soft cap, bias and, for the mLSTM layer, the
+    /// stabilizer start alternating) builds, gives
     /// finite outputs of the right shape, and streams in two pieces to the full forward (1e-9, float64).</summary>
     [Fact]
     public void EveryOptionCombinationBuildsRunsAndStreams()
@@ -349,15 +358,18 @@ public class MLSTMSequenceMixerTests
         int count = 0;
         foreach (var normType in Enum.GetValues<MLSTMNormType>())
         foreach (var dist in Enum.GetValues<MLSTMInitDistribution>())
-        foreach (var outInit in Enum.GetValues<MLSTMOutputInit>())
+        // Wang2 (Wang's std halved) and Zeros (no draw) with the normal distribution only.
+        foreach (var outInit in Enum.GetValues<MLSTMOutputInit>().Where(o => dist == MLSTMInitDistribution.Normal || o is MLSTMOutputInit.Wang or MLSTMOutputInit.Small))
         {
             foreach (var gateInput in Enum.GetValues<MLSTMGateInput>())
             {
                 count++;
                 double? cap = count % 2 == 0 ? 15.0 : null;
                 bool bias = count % 3 == 0;
-                layers.Add(($"mlstm {normType} {gateInput} {dist} {outInit}", () => new MLSTMSequenceMixer(8, normType: normType,
-                    gateInput: gateInput, initDistribution: dist, outputInitFn: outInit, gateSoftCap: cap, bias: bias, chunkSize: 4)));
+                var start = count % 4 < 2 ? MLSTMStabilizerStart.Zero : MLSTMStabilizerStart.NegativeInfinity;
+                layers.Add(($"mlstm {normType} {gateInput} {dist} {outInit} {start}", () => new MLSTMSequenceMixer(8, normType: normType,
+                    gateInput: gateInput, initDistribution: dist, outputInitFn: outInit, gateSoftCap: cap, bias: bias, chunkSize: 4,
+                    stabilizerStart: start)));
             }
             count++;
             double? capV1 = count % 2 == 0 ? 15.0 : null;
@@ -379,7 +391,7 @@ public class MLSTMSequenceMixerTests
             TestUtil.MaxAbsDiff(cat(new[] { a, b }, 1), y).Should().BeLessThan(1e-9, name);
             s.Dispose(); s2.Dispose();
         }
-        layers.Count.Should().Be(48 + 12);
+        layers.Count.Should().Be(64 + 16);   // 2 norms x (3 distributions x 2 output inits + 2 more) x (4 gate inputs + V1)
     }
 
     /// <summary>float32 forward against the same layer in float64: RMS(diff)/RMS(ref) below 1e-5. bfloat16 runs, stays

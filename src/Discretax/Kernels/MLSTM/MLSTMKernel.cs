@@ -33,7 +33,9 @@ namespace Discretax.Kernels;
 /// <para>Shapes: <c>q, k [B, NH, L, Dk]</c>, <c>v [B, NH, L, Dv]</c>, gate pre-activations <c>[B, NH, L]</c>, output
 /// <c>[B, NH, L, Dv]</c> in q's dtype. Gates, states and all stabilizer arithmetic run in float64 for float64 inputs
 /// and in float32 otherwise (also for float16/bfloat16 inputs); the returned state holds tensors of that dtype.
-/// The stabilizer m of an initial state must be finite.</para>
+/// The stabilizer m of an initial state must be finite, or <c>-inf</c> with <c>C = 0</c> and <c>n = 0</c> (a fresh start
+/// whose <c>m_t = max_{j&lt;=t} D_tj</c> leaves out the <c>b_t + m_0</c> term: NX-AI xlstm's PyTorch
+/// <c>parallel_stabilized_simple</c>) for sequences whose first step is valid (a finite input gate).</para>
 /// </remarks>
 public static class MLSTMKernel
 {

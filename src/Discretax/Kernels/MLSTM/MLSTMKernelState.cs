@@ -12,7 +12,8 @@ namespace Discretax.Kernels;
 /// </summary>
 /// <param name="C">The stabilized memory <c>C</c>, shape <c>[B, NH, Dk, Dv]</c>.</param>
 /// <param name="N">The stabilized normalizer <c>n</c>, shape <c>[B, NH, Dk]</c>.</param>
-/// <param name="M">The stabilizer <c>m</c> (log scale), shape <c>[B, NH]</c>; finite in an initial state.</param>
+/// <param name="M">The stabilizer <c>m</c> (log scale), shape <c>[B, NH]</c>; finite in an initial state, or <c>-inf</c> with
+/// <c>C = 0</c> and <c>n = 0</c> for a fresh start without the <c>m_0 = 0</c> term (see <see cref="MLSTMKernel"/>).</param>
 /// <remarks>States returned by the kernel hold float64 tensors for float64 inputs and float32 otherwise (also for
 /// float16/bfloat16 inputs); an initial state of another real floating dtype is converted to that compute type.</remarks>
 public readonly record struct MLSTMKernelState(Tensor C, Tensor N, Tensor M) : IDisposable
