@@ -7,7 +7,9 @@ namespace Discretax.ChannelMixers;
 
 /// <summary>
 /// A linear map followed by an activation, as discretax's <c>MLPChannelMixer</c>:
-/// <c>y = act(linear(x))</c>; defaults GELU and no bias, as there.
+/// <c>y = act(linear(x))</c>; defaults GELU and no bias, as there, except that the default GELU here is the exact one
+/// and discretax's (<c>jax.nn.gelu</c>) is the tanh approximation: pass <see cref="Activation.GELUTanh"/> for discretax's
+/// exactly (docs/results.md, "discretax's block exactly").
 /// </summary>
 public sealed class MLPChannelMixer : ChannelMixer
 {
