@@ -11,7 +11,8 @@ namespace Discretax.Interop;
 /// flash-linear-attention language models in and out of Hugging Face-style directories: <see cref="Load"/> reads
 /// <c>config.json</c> and the weights (<c>model.safetensors</c>, sharded safetensors, or <c>pytorch_model.bin</c>) into
 /// the <see cref="FlaForCausalLM"/> of the config's <c>model_type</c> (<c>delta_net</c>: <see cref="DeltaNetForCausalLM"/>,
-/// <c>gated_deltanet</c>: <see cref="GatedDeltaNetForCausalLM"/>); <see cref="Save"/> writes a model back as
+/// <c>gated_deltanet</c>: <see cref="GatedDeltaNetForCausalLM"/>, <c>mamba2</c>: <see cref="Mamba2ForCausalLM"/>);
+/// <see cref="Save"/> writes a model back as
 /// <c>config.json</c> + <c>model.safetensors</c> under fla's names, which fla's <c>from_pretrained</c> reads.
 /// </summary>
 /// <remarks>
@@ -37,8 +38,9 @@ public static class FlaCheckpoint
     /// <param name="directory">The directory: <c>config.json</c> and the weights (see <see cref="HuggingFaceCheckpoint"/>).</param>
     /// <param name="dtype"><see cref="CheckpointDType.Module"/> (default): a float32 model, the checkpoint's values converted
     /// (a bfloat16 or float16 checkpoint loads exactly, widened). <see cref="CheckpointDType.Checkpoint"/>: the model takes the
-    /// dtype of the checkpoint's <c>model.embeddings.weight</c>; tensors of another floating dtype (fla keeps Gated DeltaNet's
-    /// <c>A_log</c> and the ungated <c>o_norm.weight</c> in float32 in a bfloat16 model) are converted to it.</param>
+    /// dtype of the checkpoint's embedding (<c>model.embeddings.weight</c>, Mamba2's <c>backbone.embeddings.weight</c>);
+    /// tensors of another floating dtype (fla keeps Gated DeltaNet's <c>A_log</c> and the ungated <c>o_norm.weight</c>,
+    /// Mamba2's <c>A_log</c> and RMSNorm weights, in float32 in a bfloat16 model) are converted to it.</param>
     /// <param name="strict">Whether a missing or unexpected tensor fails the load (shape errors always do).</param>
     /// <returns>The model; the caller disposes it.</returns>
     /// <exception cref="DirectoryNotFoundException">There is no such directory.</exception>
@@ -138,7 +140,8 @@ public static class FlaCheckpoint
     /// converted (the new tensors are returned in <paramref name="converted"/> for the caller to dispose).</summary>
     private static IReadOnlyDictionary<string, Tensor> Prepare(StateDict tensors, FlaForCausalLM model, CheckpointDType dtype, out List<Tensor> converted)
     {
-        const string head = "lm_head.weight", embedding = "model.embeddings.weight";
+        const string head = "lm_head.weight";
+        string embedding = model.DecoderName + ".embeddings.weight";
         converted = new List<Tensor>();
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, t) in tensors) result[name] = t;

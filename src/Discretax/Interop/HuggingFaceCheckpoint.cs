@@ -74,16 +74,63 @@ public sealed class HuggingFaceCheckpoint : IDisposable
     {
         string path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) return null;
+        var bytes = File.ReadAllBytes(path);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(bytes);
             return doc.RootElement.Clone();
         }
         catch (JsonException ex)
         {
+            // Python's json (Hugging Face's to_json_string) writes inf and nan as bare Infinity / NaN: read those too.
+            if (PythonJsonLiterals(System.Text.Encoding.UTF8.GetString(bytes)) is string rewritten)
+            {
+                try
+                {
+                    using var doc = JsonDocument.Parse(rewritten);
+                    return doc.RootElement.Clone();
+                }
+                catch (JsonException)
+                {
+                }
+            }
             throw new CheckpointFormatException(path, null, $"config.json is not valid JSON ({ex.Message}).", ex);
         }
     }
+
+    /// <summary>
+    /// The JSON text with Python's non-standard float literals outside strings replaced: <c>Infinity</c> and
+    /// <c>-Infinity</c> by the numbers <c>1e999</c> and <c>-1e999</c> (read as infinities), <c>NaN</c> by the string
+    /// <c>"NaN"</c> (no JSON number is NaN); null when the text has none of them.
+    /// </summary>
+    internal static string? PythonJsonLiterals(string text)
+    {
+        var sb = new System.Text.StringBuilder(text.Length + 16);
+        bool inString = false, changed = false;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (inString)
+            {
+                sb.Append(c);
+                if (c == '\\' && i + 1 < text.Length) sb.Append(text[++i]);
+                else if (c == '"') inString = false;
+                continue;
+            }
+            if (c == '"') inString = true;
+            else if (Literal(text, i, "-Infinity")) { sb.Append("-1e999"); i += 8; changed = true; continue; }
+            else if (Literal(text, i, "Infinity")) { sb.Append("1e999"); i += 7; changed = true; continue; }
+            else if (Literal(text, i, "NaN")) { sb.Append("\"NaN\""); i += 2; changed = true; continue; }
+            sb.Append(c);
+        }
+        return changed ? sb.ToString() : null;
+    }
+
+    /// <summary>Whether <paramref name="word"/> starts at <paramref name="i"/> as a whole token.</summary>
+    private static bool Literal(string text, int i, string word) =>
+        string.CompareOrdinal(text, i, word, 0, word.Length) == 0
+        && (i + word.Length == text.Length || !char.IsLetterOrDigit(text[i + word.Length]))
+        && (i == 0 || !char.IsLetterOrDigit(text[i - 1]));
 
     private static StateDict ReadSharded(string directory, string index, Func<string, bool>? include, List<string> files)
     {

@@ -27,10 +27,10 @@ namespace Discretax.Models;
 /// checkpoint loads into a tied model only.</para>
 /// <para>The logits are in the embedding's dtype (convert the whole model: <c>lm.to(ScalarType.Float64)</c>); the
 /// model applies the library's dtype rule inside.</para>
-/// <para>Subclasses: <see cref="FlaForCausalLM"/> (fla's <see cref="DeltaNetForCausalLM"/> and
-/// <see cref="GatedDeltaNetForCausalLM"/>) keep the embedding inside the model, as fla's keys have it
-/// (<c>model.embeddings.weight</c>), and their final norm too (<c>model.norm</c>); this class's behaviour is the
-/// same.</para>
+/// <para>Subclasses: <see cref="FlaForCausalLM"/> (fla's <see cref="DeltaNetForCausalLM"/>,
+/// <see cref="GatedDeltaNetForCausalLM"/> and <see cref="Mamba2ForCausalLM"/>) keep the embedding inside the model, as
+/// fla's keys have it (<c>model.embeddings.weight</c>; Mamba2's <c>backbone.embeddings.weight</c>), and their final
+/// norm too (<c>model.norm</c>, <c>backbone.norm_f</c>); this class's behaviour is the same.</para>
 /// <para><b>Use a model with per-position norms.</b> Batch norm (the default of the discretax-style presets
 /// <c>DeltaNet</c>, <c>LRU</c>, <c>S4D</c>, <c>S5</c>, <c>LinOSS</c>) normalizes a training batch with statistics over
 /// all its steps, so in training mode a step's output depends on later tokens: a language model trained that way
@@ -56,6 +56,9 @@ public class CausalLM : nn.Module<Tensor, Tensor>
 
     /// <summary>Whether <see cref="embeddings"/> is registered inside <see cref="model"/> (not under this module).</summary>
     private readonly bool _embeddingsInModel;
+
+    /// <summary>The name <see cref="model"/> is registered under (<c>model</c>; fla's Mamba2: <c>backbone</c>).</summary>
+    private readonly string _modelName = "model";
 
     private bool _registered;
 
@@ -95,15 +98,18 @@ public class CausalLM : nn.Module<Tensor, Tensor>
     /// <summary>
     /// Creates a language model whose embedding belongs to <paramref name="model"/> (registered there, so the keys are
     /// the model's, e.g. <c>model.embeddings.weight</c>) and whose final norm, if any, is part of the model: this module
-    /// registers only <c>model</c> and, untied, <c>lm_head</c>. The computation is the public constructor's with no
-    /// norm here.
+    /// registers only <paramref name="model"/> (under <paramref name="modelName"/>) and, untied, <c>lm_head</c>. The
+    /// computation is the public constructor's with no norm here.
     /// </summary>
     /// <param name="name">The module name.</param>
     /// <param name="model">The sequence model, holding <paramref name="embeddings"/> among its registered modules.</param>
     /// <param name="embeddings">The token embedding <c>[V, H]</c> (H the model's feature size).</param>
     /// <param name="tieWeights">Whether the head multiplies by the embedding's weight instead of its own.</param>
-    private protected CausalLM(string name, SequenceModule model, Embedding embeddings, bool tieWeights) : base(name)
+    /// <param name="modelName">The <c>state_dict</c> name of <paramref name="model"/> (fla: <c>model</c>; fla's Mamba2:
+    /// <c>backbone</c>); the field stays <see cref="model"/>.</param>
+    private protected CausalLM(string name, SequenceModule model, Embedding embeddings, bool tieWeights, string modelName = "model") : base(name)
     {
+        ArgumentException.ThrowIfNullOrEmpty(modelName);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(embeddings);
         using (var w = embeddings.weight!)
@@ -116,6 +122,7 @@ public class CausalLM : nn.Module<Tensor, Tensor>
         TiedWeights = tieWeights;
         _normKind = null;
         _embeddingsInModel = true;
+        _modelName = modelName;
         this.embeddings = embeddings;
         this.model = model;
         norm = null;
@@ -130,7 +137,8 @@ public class CausalLM : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    /// <remarks>With the embedding inside the model, only <c>model</c> and <c>lm_head</c> are registered here.</remarks>
+    /// <remarks>With the embedding inside the model, only <c>model</c> (or the name the subclass gives it) and
+    /// <c>lm_head</c> are registered here.</remarks>
     protected override void RegisterComponents()
     {
         if (!_embeddingsInModel)
@@ -140,7 +148,7 @@ public class CausalLM : nn.Module<Tensor, Tensor>
         }
         if (_registered) return;
         _registered = true;
-        register_module("model", model);
+        register_module(_modelName, model);
         if (lm_head is not null) register_module("lm_head", lm_head);
     }
 

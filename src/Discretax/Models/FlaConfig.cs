@@ -6,8 +6,8 @@ namespace Discretax.Models;
 
 /// <summary>
 /// The <c>config.json</c> of a flash-linear-attention language model (a Hugging Face <c>PretrainedConfig</c>): the
-/// fields every fla model shares, with fla's names and defaults; <see cref="DeltaNetConfig"/> and
-/// <see cref="GatedDeltaNetConfig"/> add their layer's fields. <see cref="FlaForCausalLM.ParseConfig"/> reads one by its
+/// fields every fla model shares, with fla's names and defaults; <see cref="DeltaNetConfig"/>,
+/// <see cref="GatedDeltaNetConfig"/> and <see cref="Mamba2Config"/> add their layer's fields. <see cref="FlaForCausalLM.ParseConfig"/> reads one by its
 /// <c>model_type</c>; <see cref="ToJson"/> writes it back for fla's <c>from_pretrained</c>.
 /// </summary>
 /// <remarks>
@@ -18,12 +18,21 @@ namespace Discretax.Models;
 /// fla's kernels but not its math (<c>attn_mode</c>, <c>fuse_norm</c>, <c>fuse_swiglu</c>, <c>fuse_cross_entropy</c>,
 /// <c>fuse_linear_cross_entropy</c>, <c>use_cache</c>, <c>max_position_embeddings</c>, ...) and every field not
 /// read are kept in <see cref="Extra"/> and written back unchanged (docs/interop.md lists them).</para>
+/// <para>The feed-forward fields (<see cref="HiddenRatio"/>, <see cref="IntermediateSize"/>, and <c>hidden_act</c>
+/// as the feed-forward's activation) belong to the models whose blocks have fla's <c>GatedMLP</c> (DeltaNet, Gated
+/// DeltaNet). A model without one (<see cref="Mamba2Config"/>) neither reads, validates nor writes
+/// <c>hidden_ratio</c> and <c>intermediate_size</c> (they are null there; a file that has them keeps them in
+/// <see cref="Extra"/>), and gives <c>hidden_act</c> its own meaning and check.</para>
+/// <para>Python's <c>json</c> writes an infinite float as the bare literal <c>Infinity</c> (fla's Mamba2
+/// <c>dt_limit</c> default <c>(0.0, inf)</c>); <see cref="Interop.HuggingFaceCheckpoint"/> reads it, and
+/// <see cref="ToJson"/> writes an infinite value as the standard JSON number <c>1e999</c>, which Python's
+/// <c>json</c> reads back as <c>inf</c>.</para>
 /// </remarks>
 public abstract class FlaConfig
 {
     private static readonly HashSet<string> Written = new(StringComparer.Ordinal) { "model_type", "architectures", "torch_dtype" };
 
-    /// <summary>fla's <c>model_type</c> (<c>delta_net</c>, <c>gated_deltanet</c>).</summary>
+    /// <summary>fla's <c>model_type</c> (<c>delta_net</c>, <c>gated_deltanet</c>, <c>mamba2</c>).</summary>
     public abstract string ModelType { get; }
 
     /// <summary>The causal LM class fla registers for <see cref="ModelType"/> (config.json's <c>architectures</c>).</summary>
@@ -32,20 +41,23 @@ public abstract class FlaConfig
     /// <summary>The feature size H (<c>hidden_size</c>, default 2048).</summary>
     public long HiddenSize { get; init; } = 2048;
 
-    /// <summary>The number of blocks (<c>num_hidden_layers</c>; 24 for DeltaNet, 21 for Gated DeltaNet).</summary>
+    /// <summary>The number of blocks (<c>num_hidden_layers</c>; 24 for DeltaNet, 21 for Gated DeltaNet, 48 for Mamba2).</summary>
     public int NumHiddenLayers { get; init; } = 24;
 
     /// <summary>The feed-forward's nominal width over H (<c>hidden_ratio</c>, default 4; null: 4), used without
-    /// <see cref="IntermediateSize"/>: <c>int(H ratio 2/3)</c> rounded up to a multiple of 256.</summary>
+    /// <see cref="IntermediateSize"/>: <c>int(H ratio 2/3)</c> rounded up to a multiple of 256. Null in a config of a
+    /// model without feed-forward (Mamba2).</summary>
     public double? HiddenRatio { get; init; } = 4;
 
     /// <summary>The feed-forward's width (<c>intermediate_size</c>), or null for the hidden-ratio rule.</summary>
     public long? IntermediateSize { get; init; }
 
-    /// <summary>The feed-forward's activation (<c>hidden_act</c>): only <c>swish</c> (fla's default).</summary>
+    /// <summary>The activation (<c>hidden_act</c>): the feed-forward's, only <c>swish</c> (fla's default); Mamba2's
+    /// convolution activation, <c>silu</c> (see <see cref="Mamba2Config"/>).</summary>
     public string HiddenAct { get; init; } = "swish";
 
-    /// <summary>The epsilon of every RMSNorm of the model, including the mixers' output norms (<c>norm_eps</c>, default 1e-6).</summary>
+    /// <summary>The epsilon of every RMSNorm of the model, including the mixers' output norms (<c>norm_eps</c>, default
+    /// 1e-6; Mamba2 1e-5).</summary>
     public double NormEps { get; init; } = 1e-6;
 
     /// <summary>The number of token ids V (<c>vocab_size</c>, default 32000).</summary>
@@ -57,7 +69,8 @@ public abstract class FlaConfig
     /// <summary>The standard deviation of fla's normal initialization (<c>initializer_range</c>, default 0.02).</summary>
     public double InitializerRange { get; init; } = 0.02;
 
-    /// <summary>The padding id (<c>pad_token_id</c>, default null): fla's embedding gives it no gradient (<c>padding_idx</c>).</summary>
+    /// <summary>The padding id (<c>pad_token_id</c>, default null; Mamba2 0): fla's DeltaNet and Gated DeltaNet embeddings
+    /// give it no gradient (<c>padding_idx</c>); Mamba2's embedding has no padding row, so there it is only written back.</summary>
     public long? PadTokenId { get; init; }
 
     /// <summary>The beginning-of-sequence id (<c>bos_token_id</c>, default 1); written back, not used by the model.</summary>
@@ -85,8 +98,11 @@ public abstract class FlaConfig
         if (torchDType is not null) o["torch_dtype"] = torchDType;
         o["hidden_size"] = HiddenSize;
         o["num_hidden_layers"] = NumHiddenLayers;
-        o["hidden_ratio"] = Number(HiddenRatio);
-        o["intermediate_size"] = IntermediateSize;
+        if (HasFeedForward)
+        {
+            o["hidden_ratio"] = Number(HiddenRatio);
+            o["intermediate_size"] = IntermediateSize;
+        }
         o["hidden_act"] = HiddenAct;
         o["norm_eps"] = Float(NormEps);
         o["vocab_size"] = VocabSize;
@@ -99,27 +115,31 @@ public abstract class FlaConfig
         return o;
     }
 
+    /// <summary>Whether the model's blocks have fla's <c>GatedMLP</c>, whose fields (<c>hidden_ratio</c>,
+    /// <c>intermediate_size</c>, <c>hidden_act</c> <c>swish</c>) this class reads, validates and writes; false for Mamba2.</summary>
+    private protected virtual bool HasFeedForward => true;
+
     /// <summary>Writes the layer's own fields (for <see cref="ToJson"/>).</summary>
     /// <param name="o">The object to add them to.</param>
     protected abstract void WriteLayerFields(JsonObject o);
 
     /// <summary>Validates the values a model needs (sizes at least 1, positive epsilons, the activation), naming the
-    /// property; called by the models' constructors.</summary>
+    /// field; called by the models' constructors.</summary>
     /// <exception cref="ArgumentException">A value is out of range (the message names the field).</exception>
-    /// <exception cref="NotSupportedException"><see cref="HiddenAct"/> is not <c>swish</c>.</exception>
+    /// <exception cref="NotSupportedException"><see cref="HiddenAct"/> is not <c>swish</c> (a model with a feed-forward).</exception>
     public virtual void Validate()
     {
         Positive(HiddenSize, "hidden_size");
         Positive(NumHiddenLayers, "num_hidden_layers");
         Positive(VocabSize, "vocab_size");
-        if (HiddenRatio is double r) PositiveFinite(r, "hidden_ratio");
-        if (IntermediateSize is long i) Positive(i, "intermediate_size");
+        if (HasFeedForward && HiddenRatio is double r) PositiveFinite(r, "hidden_ratio");
+        if (HasFeedForward && IntermediateSize is long i) Positive(i, "intermediate_size");
         PositiveFinite(NormEps, "norm_eps");
         if (!(InitializerRange >= 0 && double.IsFinite(InitializerRange)))
             throw new ArgumentOutOfRangeException("config", InitializerRange, $"Expected initializer_range >= 0 and finite; got {InitializerRange}.");
         if (PadTokenId is long p && (p < 0 || p >= VocabSize))
             throw new ArgumentOutOfRangeException("config", p, $"Expected pad_token_id in [0, vocab_size = {VocabSize}) or null; got {p}.");
-        if (HiddenAct != "swish")
+        if (HasFeedForward && HiddenAct != "swish")
             throw new NotSupportedException($"hidden_act '{HiddenAct}' is not supported; fla's GatedMLP is implemented with 'swish' only (fla's 'powlu' is not).");
     }
 
@@ -131,8 +151,16 @@ public abstract class FlaConfig
     {
         HiddenSize = r.Long("hidden_size", defaults.HiddenSize);
         NumHiddenLayers = r.Int("num_hidden_layers", defaults.NumHiddenLayers);
-        HiddenRatio = r.DoubleOrNull("hidden_ratio", defaults.HiddenRatio);
-        IntermediateSize = r.LongOrNull("intermediate_size", defaults.IntermediateSize);
+        if (defaults.HasFeedForward)
+        {
+            HiddenRatio = r.DoubleOrNull("hidden_ratio", defaults.HiddenRatio);
+            IntermediateSize = r.LongOrNull("intermediate_size", defaults.IntermediateSize);
+        }
+        else
+        {
+            HiddenRatio = defaults.HiddenRatio;
+            IntermediateSize = defaults.IntermediateSize;
+        }
         HiddenAct = r.String("hidden_act", defaults.HiddenAct) ?? defaults.HiddenAct;
         NormEps = r.Double("norm_eps", defaults.NormEps);
         VocabSize = r.Long("vocab_size", defaults.VocabSize);
@@ -144,15 +172,18 @@ public abstract class FlaConfig
     }
 
     /// <summary>Opens a config.json object for reading: checks that it is an object of <paramref name="modelType"/>
-    /// and refuses what no fla model here implements (hybrid attention layers, attention residuals).</summary>
-    internal static JsonReader Open(JsonElement config, string modelType)
+    /// and, for a model kind whose fla config has them (<paramref name="hybridFields"/>), refuses what no fla model here
+    /// implements (hybrid attention layers, attention residuals). Without them (Mamba2's config has neither field, fla
+    /// ignores them there) <c>attn</c> and <c>attnres_block_size</c> are kept in <see cref="Extra"/> like any unread field.</summary>
+    internal static JsonReader Open(JsonElement config, string modelType, bool hybridFields = true)
     {
         if (config.ValueKind != JsonValueKind.Object)
             throw new ArgumentException($"Expected config.json to be a JSON object; got {config.ValueKind}.", nameof(config));
-        var reader = new JsonReader(config);
+        var reader = new JsonReader(config, hybridFields);
         string? type = reader.String("model_type", null);
         if (type != modelType)
             throw new ArgumentException($"Expected model_type '{modelType}'; got {(type is null ? "none" : $"'{type}'")}.", nameof(config));
+        if (!hybridFields) return reader;
         if (reader.Has("attn"))
             throw new NotSupportedException("The config has hybrid attention layers ('attn' is not null); fla's softmax-attention layers are not implemented here.");
         if (reader.Has("attnres_block_size"))
@@ -167,9 +198,12 @@ public abstract class FlaConfig
         : d == Math.Floor(d) && Math.Abs(d) < 1e15 ? JsonValue.Create((long)d)
         : Float(d);
 
-    /// <summary>A float field as Python's <c>json</c> writes it: <c>1.0</c>, <c>0.02</c>, <c>1e-06</c>.</summary>
+    /// <summary>A float field as Python's <c>json</c> writes it: <c>1.0</c>, <c>0.02</c>, <c>1e-06</c>; an infinite value
+    /// as the JSON number <c>1e999</c> (<c>-1e999</c>), which Python reads as <c>inf</c> (Python itself writes the
+    /// non-standard <c>Infinity</c>).</summary>
     private protected static JsonNode Float(double d) =>
-        JsonNode.Parse(d == Math.Floor(d) && Math.Abs(d) < 1e15
+        double.IsInfinity(d) ? JsonNode.Parse(d > 0 ? "1e999" : "-1e999")!
+        : JsonNode.Parse(d == Math.Floor(d) && Math.Abs(d) < 1e15
             ? ((long)d).ToString(CultureInfo.InvariantCulture) + ".0"
             : d.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'))!;
 
@@ -185,9 +219,18 @@ public abstract class FlaConfig
     }
 
     /// <summary>Typed, validating access to the fields of a config.json object; remembers which fields were read.</summary>
-    internal sealed class JsonReader(JsonElement config)
+    internal sealed class JsonReader
     {
-        private readonly HashSet<string> _read = new(StringComparer.Ordinal) { "model_type", "attn", "attnres_block_size" };
+        private readonly JsonElement config;
+        private readonly HashSet<string> _read = new(StringComparer.Ordinal) { "model_type" };
+
+        /// <summary>A reader of <paramref name="config"/>; <paramref name="hybridFields"/>: <c>attn</c> and
+        /// <c>attnres_block_size</c> count as read (they are checked by <see cref="Open"/>, not kept in <c>Extra</c>).</summary>
+        public JsonReader(JsonElement config, bool hybridFields = true)
+        {
+            this.config = config;
+            if (hybridFields) _read.UnionWith(new[] { "attn", "attnres_block_size" });
+        }
 
         /// <summary>Whether the field is present and not null.</summary>
         public bool Has(string name) => config.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
@@ -231,7 +274,26 @@ public abstract class FlaConfig
         {
             if (Get(name) is not JsonElement v) return config.TryGetProperty(name, out _) ? null : fallback;
             if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d)) return d;
+            // System.Text.Json refuses numbers beyond double's range (1e999, Python's inf as ToJson writes it): IEEE parsing.
+            if (v.ValueKind == JsonValueKind.Number
+                && double.TryParse(v.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture, out double big)) return big;
             throw Wrong(name, "a number", v);
+        }
+
+        /// <summary>A pair of numbers, a JSON array of two (Python's tuple <c>(min, max)</c>), or the fallback when absent.</summary>
+        public (double Min, double Max) Pair(string name, (double Min, double Max) fallback)
+        {
+            if (Get(name) is not JsonElement v) return fallback;
+            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 2)
+            {
+                var items = v.EnumerateArray().ToArray();
+                if (items.All(i => i.ValueKind == JsonValueKind.Number))
+                {
+                    static double Parse(JsonElement e) => e.TryGetDouble(out double x) ? x : double.Parse(e.GetRawText(), NumberStyles.Float, CultureInfo.InvariantCulture);
+                    return (Parse(items[0]), Parse(items[1]));
+                }
+            }
+            throw Wrong(name, "a pair of numbers [min, max]", v);
         }
 
         public bool Bool(string name, bool fallback)

@@ -29,7 +29,9 @@ namespace Discretax.Models;
 /// <c>ShortConvolution</c> is an <c>nn.Conv1d</c>) normal(0, <c>initializer_range</c>) with zero biases, the embedding
 /// normal(0, <c>initializer_range</c>) (the padding row included, as fla's init overwrites it), norm gains 1, and the
 /// layers' own parameters (Gated DeltaNet's <c>A_log</c>, <c>dt_bias</c>) as the layers initialize them.</para>
-/// <para>A subclass is one layer kind: it supplies its config type and its mixer (see <see cref="DeltaNetForCausalLM"/>);
+/// <para>A subclass is one layer kind: it supplies its config type and its mixer (see <see cref="DeltaNetForCausalLM"/>),
+/// or, for a model of another tree, its decoder and the decoder's name (<see cref="Mamba2ForCausalLM"/>: a
+/// <c>backbone</c> of <see cref="Mamba2Block"/>s and a final <c>norm_f</c>, no feed-forward);
 /// <see cref="ParseConfig"/> and <see cref="FromConfig(FlaConfig)"/> pick the subclass by the config's <c>model_type</c> from
 /// <see cref="SupportedModelTypes"/>.</para>
 /// </summary>
@@ -40,6 +42,7 @@ public abstract class FlaForCausalLM : CausalLM
         {
             [DeltaNetConfig.Type] = (DeltaNetConfig.FromJson, c => new DeltaNetForCausalLM((DeltaNetConfig)c)),
             [GatedDeltaNetConfig.Type] = (GatedDeltaNetConfig.FromJson, c => new GatedDeltaNetForCausalLM((GatedDeltaNetConfig)c)),
+            [Mamba2Config.Type] = (Mamba2Config.FromJson, c => new Mamba2ForCausalLM((Mamba2Config)c)),
         };
 
     /// <summary>Creates the model from its config and its layer kind.</summary>
@@ -47,14 +50,20 @@ public abstract class FlaForCausalLM : CausalLM
     /// <param name="config">The config (validated here).</param>
     /// <param name="mixer">Makes layer i's sequence mixer (fla's <c>attn</c>) for the config.</param>
     private protected FlaForCausalLM(string name, FlaConfig config, Func<int, SequenceModule> mixer)
-        : this(name, config, BuildDecoder(config, mixer))
+        : this(name, config, BuildDecoder(config, mixer), "model")
     {
     }
 
-    private FlaForCausalLM(string name, FlaConfig config, FlaModel decoder)
-        : base(name, decoder, decoder.embeddings, config.TieWordEmbeddings)
+    /// <summary>Creates the model from its config and a decoder the subclass built (after validating the config).</summary>
+    /// <param name="name">The module name.</param>
+    /// <param name="config">The config.</param>
+    /// <param name="decoder">The decoder: embeddings, layers, final norm.</param>
+    /// <param name="decoderName">The decoder's <c>state_dict</c> name (fla's <c>model</c>; Mamba2's <c>backbone</c>).</param>
+    private protected FlaForCausalLM(string name, FlaConfig config, FlaModel decoder, string decoderName)
+        : base(name, decoder, decoder.embeddings, config.TieWordEmbeddings, decoderName)
     {
         Config = config;
+        DecoderName = decoderName;
         InitializeWeights(this, config.InitializerRange);
     }
 
@@ -65,6 +74,10 @@ public abstract class FlaForCausalLM : CausalLM
 
     /// <summary>The decoder (<see cref="CausalLM.model"/> as its type): embeddings, layers and final norm.</summary>
     public FlaModel Decoder => (FlaModel)model;
+
+    /// <summary>The decoder's <c>state_dict</c> name, the prefix of every key but <c>lm_head.weight</c>: <c>model</c>
+    /// (DeltaNet, Gated DeltaNet), <c>backbone</c> (Mamba2), as fla names it.</summary>
+    public string DecoderName { get; }
 
     /// <summary>The <c>model_type</c> values <see cref="ParseConfig"/> and <see cref="FromConfig(FlaConfig)"/> know.</summary>
     public static IReadOnlyCollection<string> SupportedModelTypes => Registry.Keys;

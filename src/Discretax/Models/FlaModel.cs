@@ -8,9 +8,11 @@ using static TorchSharp.torch;
 namespace Discretax.Models;
 
 /// <summary>
-/// The decoder of a flash-linear-attention language model (fla's <c>DeltaNetModel</c>, <c>GatedDeltaNetModel</c>, ...),
-/// the <c>model</c> of a <see cref="FlaForCausalLM"/>, with fla's names: <c>embeddings</c> (the token embedding
-/// <c>[V, H]</c>), <c>layers</c> (the blocks, usually <see cref="Blocks.FlaBlock"/>s) and <c>norm</c> (the final RMSNorm).
+/// The decoder of a flash-linear-attention language model (fla's <c>DeltaNetModel</c>, <c>GatedDeltaNetModel</c>,
+/// <c>Mamba2Model</c>, ...), the <c>model</c> (Mamba2: <c>backbone</c>) of a <see cref="FlaForCausalLM"/>, with fla's
+/// names: <c>embeddings</c> (the token embedding <c>[V, H]</c>), <c>layers</c> (the blocks: <see cref="Blocks.FlaBlock"/>s,
+/// <see cref="Blocks.Mamba2Block"/>s) and <c>norm</c> (the final RMSNorm; registered as <c>norm_f</c> in Mamba2's tree,
+/// see the constructor's <c>normName</c>).
 /// <para>As a <see cref="SequenceModule"/> it maps hidden states: <c>forward(h) = norm(layers(h))</c>,
 /// <c>[B, L, H] -> [B, L, H]</c>, streaming a <see cref="SequenceModelState"/> (one state per layer). It holds the
 /// embedding, as fla's decoder does (so the keys read <c>model.embeddings.weight</c>), but does not apply it: the causal
@@ -24,7 +26,7 @@ public sealed class FlaModel : SequenceModule
     /// <summary>The blocks, applied in order.</summary>
     public ModuleList<SequenceModule> layers;
 
-    /// <summary>The final RMSNorm over H.</summary>
+    /// <summary>The final RMSNorm over H (its <c>state_dict</c> name is the constructor's <c>normName</c>).</summary>
     public RMSNorm norm;
 
     /// <summary>Creates the decoder.</summary>
@@ -33,9 +35,14 @@ public sealed class FlaModel : SequenceModule
     /// <param name="layers">The blocks (at least one), each <c>H -> H</c>.</param>
     /// <param name="normEps">The final norm's epsilon (fla's <c>norm_eps</c>).</param>
     /// <param name="paddingIdx">fla's <c>pad_token_id</c>: the embedding row that gets no gradient, or null.</param>
-    public FlaModel(long vocabSize, long hiddenSize, IEnumerable<SequenceModule> layers, double normEps = 1e-6, long? paddingIdx = null)
+    /// <param name="normName">The <c>state_dict</c> name of the final norm: <c>norm</c> (fla's DeltaNet, Gated DeltaNet) or
+    /// <c>norm_f</c> (fla's Mamba2); a name without dots.</param>
+    public FlaModel(long vocabSize, long hiddenSize, IEnumerable<SequenceModule> layers, double normEps = 1e-6, long? paddingIdx = null,
+        string normName = "norm")
         : base(nameof(FlaModel), Check.Dim(hiddenSize))
     {
+        if (string.IsNullOrEmpty(normName) || normName.Contains('.') || normName is "embeddings" or "layers")
+            throw new ArgumentException($"Expected a module name without dots other than 'embeddings' and 'layers'; got '{normName}'.", nameof(normName));
         Check.AtLeast(vocabSize, 1);
         ArgumentNullException.ThrowIfNull(layers);
         Check.PositiveFinite(normEps);
@@ -53,7 +60,24 @@ public sealed class FlaModel : SequenceModule
         embeddings = nn.Embedding(vocabSize, hiddenSize, padding_idx: paddingIdx);
         this.layers = new ModuleList<SequenceModule>(list.ToArray());
         norm = new RMSNorm(hiddenSize, normEps);
+        _normName = normName;
         RegisterComponents();
+    }
+
+    private readonly string _normName = "norm";
+
+    private bool _registered;
+
+    /// <inheritdoc />
+    /// <remarks>Registers <c>embeddings</c>, <c>layers</c> and the final norm under its <c>normName</c>, in that order
+    /// (fla's); once.</remarks>
+    protected override void RegisterComponents()
+    {
+        if (_registered) return;
+        _registered = true;
+        register_module("embeddings", embeddings);
+        register_module("layers", layers);
+        register_module(_normName, norm);
     }
 
     /// <summary>The number of token ids V.</summary>

@@ -21,7 +21,8 @@ namespace Discretax.SequenceMixers;
 /// dt         = clamp(softplus(dt + dt_bias), dtLimit)              ([NH])
 /// A          = -exp(A_log)                                         ([NH])
 /// h_t        = exp(dt_t A) h_{t-1} + (dt_t x_t) B_t^T,   y_t = h_t C_t + D x_t     (per head; head h uses group h / (NH / G))
-/// y          = rms(y * silu(z)) * norm.weight                      (norm_before_gate = False, per group of d_inner / G)
+/// y          = rms(y * silu(z)) * norm.weight                      (norm_before_gate = False, per group of d_inner / G;
+///                                                                  normBeforeGate: rms(y) * norm.weight * silu(z))
 /// out        = out_proj(y)                                         (Linear d_inner -> H)
 /// </code>
 /// <para>Initialization as mamba_ssm: the projections and the convolution PyTorch's default,
@@ -79,10 +80,14 @@ public sealed class Mamba2SequenceMixer : SequenceMixer
     /// <param name="useNorm">The gated RMS norm (fla's <c>rmsnorm</c>); without it <c>y * silu(z)</c>.</param>
     /// <param name="normEps">The norm's epsilon.</param>
     /// <param name="chunkSize">The chunk size of the SSD kernel (the result does not depend on it).</param>
+    /// <param name="normBeforeGate">The gated norm's order (<c>norm_before_gate</c>): false (mamba_ssm's and fla's
+    /// default) <c>rms(y * silu(z)) * w</c>; true <c>rms(y) * w * silu(z)</c>. Without <paramref name="useNorm"/> it has
+    /// no effect.</param>
     public Mamba2SequenceMixer(long inFeatures, int stateSize = 64, int convSize = 4, int expand = 2, int headDim = 64,
         int numGroups = 1, double dtMin = 0.001, double dtMax = 0.1, double dtInitFloor = 1e-4,
         (double Min, double Max)? dtLimit = null, (double Min, double Max)? aInitRange = null, bool useConvBias = true,
-        bool useBias = false, bool dHasHeadDim = false, bool useNorm = true, double normEps = 1e-5, int chunkSize = 64)
+        bool useBias = false, bool dHasHeadDim = false, bool useNorm = true, double normEps = 1e-5, int chunkSize = 64,
+        bool normBeforeGate = false)
         : base(nameof(Mamba2SequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(stateSize, 1);
@@ -122,7 +127,7 @@ public sealed class Mamba2SequenceMixer : SequenceMixer
         dt_bias = nn.Parameter(InitialDtBias(nh, dtMin, dtMax, dtInitFloor));
         A_log = nn.Parameter(empty(nh).uniform_(aMin, aMax).log_());
         D = nn.Parameter(ones(dHasHeadDim ? inner : nh));
-        if (useNorm) norm = new GatedRMSNorm(inner, normEps, normBeforeGate: false, groupSize: inner / numGroups);
+        if (useNorm) norm = new GatedRMSNorm(inner, normEps, normBeforeGate: normBeforeGate, groupSize: inner / numGroups);
         out_proj = nn.Linear(inner, inFeatures, hasBias: useBias);
         RegisterComponents();
     }

@@ -23,3 +23,11 @@ public sealed class FlaBlockContract() : SequenceModuleContract(8,
 public sealed class FlaBlockGatedDeltaNetContract() : SequenceModuleContract(8,
     h => new FlaBlock(h, new GatedDeltaNetSequenceMixer(h, numHeads: 2, headDim: 4, numVHeads: 4, expandV: 1, chunkSize: 3),
         new GatedMLP(h, hiddenRatio: 2), normEps: 1e-5));
+
+public sealed class Mamba2BlockContract() : SequenceModuleContract(8,
+    h => new Mamba2Block(h, new Mamba2SequenceMixer(h, stateSize: 4, headDim: 4, chunkSize: 4)),
+    (h, c) => new Mamba2Block(h, new Mamba2SequenceMixer(h, stateSize: 4, headDim: 4, chunkSize: c)));
+
+public sealed class Mamba2BlockOptionsContract() : SequenceModuleContract(8,
+    h => new Mamba2Block(h, new Mamba2SequenceMixer(h, stateSize: 3, headDim: 2, numGroups: 2, useBias: true, useConvBias: false,
+        normBeforeGate: true, chunkSize: 3), normEps: 1e-3, residualInFp32: false));

@@ -3,8 +3,8 @@ using static Discretax.Tests.Interop.InteropTestUtil;
 namespace Discretax.Tests.Docs;
 
 /// <summary>
-/// The code of docs/interop-fla.md equals <see cref="InteropFlaSnippets"/> and runs: on the DeltaNetForCausalLM fixture
-/// that fla's own code wrote (tools/interop/make_fla_fixtures.py).
+/// The code of docs/interop-fla.md equals <see cref="InteropFlaSnippets"/> and runs: on the DeltaNetForCausalLM and
+/// Mamba2ForCausalLM fixtures that fla's own code wrote (tools/interop/make_fla_fixtures.py, make_fla_mamba2_fixtures.py).
 /// </summary>
 public class InteropFlaDocTests
 {
@@ -16,7 +16,7 @@ public class InteropFlaDocTests
     {
         var page = DocSnippets.ReadRepositoryFile(Page);
         var snippets = DocSnippets.MarkedBlocks(page, "snippet");
-        snippets.Keys.Should().BeEquivalentTo("fla-usings", "fla-generate", "fla-finetune", "fla-layer");
+        snippets.Keys.Should().BeEquivalentTo("fla-usings", "fla-generate", "fla-finetune", "fla-layer", "fla-mamba2");
         DocSnippets.Differences(snippets, DocSnippets.Regions(DocSnippets.ReadRepositoryFile(Code)), Page, Code).Should().BeNull();
         var marked = snippets.Values.Select(b => b.Line).ToHashSet();
         DocSnippets.FencedBlocks(page).Where(b => b.Language is "csharp" or "cs" or "c#" && !marked.Contains(b.Line))
@@ -41,6 +41,16 @@ public class InteropFlaDocTests
         {
             Directory.Delete(output, recursive: true);
         }
+    }
+
+    [Fact]
+    public void TheMamba2ExampleLoadsFlasMamba2AndOneOfItsMixers()
+    {
+        var r = InteropFlaSnippets.Mamba2(Fixture("fla", "mamba2"));
+        r.Type.Should().Be("Mamba2ForCausalLM");
+        r.Continuation.Should().HaveCount(8).And.OnlyContain(t => t >= 0 && t < 64);
+        r.MixerLoaded.Should().Be(8);
+        r.MixerMaxDiff.Should().Be(0, "the mixer loaded alone is the model's first mixer");
     }
 
     [Fact]

@@ -76,4 +76,33 @@ public static class InteropFlaSnippets
         // end snippet
         return new LayerResult(result.Loaded.Count, y.shape);
     }
+
+    /// <summary>What the Mamba2 snippet computed.</summary>
+    public sealed record Mamba2Result(string Type, long[] Continuation, int MixerLoaded, double MixerMaxDiff);
+
+    /// <summary>Load fla's Mamba2ForCausalLM, generate greedily, and load one of its mixers by prefix.</summary>
+    /// <param name="directory">A fla Mamba2 model directory (fla's defaults but for the sizes).</param>
+    public static Mamba2Result Mamba2(string directory)
+    {
+        // snippet: fla-mamba2
+        // fla's Mamba2ForCausalLM (model_type "mamba2"): the same calls, fla's backbone.* tree.
+        using var lm = FlaCheckpoint.Load(directory);       // a Mamba2ForCausalLM, float32
+        var config = (Mamba2Config)lm.Config;               // state_size, head_dim, n_groups, dt_limit, ...
+        long[] continuation = lm.Generate(new[] { new long[] { 5, 17, 42 } }, maxNewTokens: 8, temperature: 0)[0];
+
+        // One mixer: its tensors under "backbone.layers.0.mixer." (lm.DecoderName is "backbone").
+        string prefix = $"{lm.DecoderName}.layers.0.mixer.";
+        using var tensors = Checkpoint.Read(directory, include: name => name.StartsWith(prefix));
+        using var mixer = new Mamba2SequenceMixer(config.HiddenSize, config.StateSize, config.ConvKernel, config.Expand,
+            config.HeadDim, config.NGroups, normEps: config.NormEps);    // the config's sizes (and other options it sets)
+        var result = Checkpoint.Load(mixer, tensors, nameMap: name => prefix + name);
+        // end snippet
+
+        mixer.eval();
+        var inModel = ((Mamba2ForCausalLM)lm).Mixers.First();
+        using var x = randn(1, 6, config.HiddenSize);
+        using var a = mixer.forward(x);
+        using var b = inModel.forward(x);
+        return new Mamba2Result(lm.GetType().Name, continuation, result.Loaded.Count, TestUtil.MaxAbsDiff(a, b));
+    }
 }

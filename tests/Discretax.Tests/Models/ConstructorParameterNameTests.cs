@@ -47,6 +47,11 @@ public class ConstructorParameterNameTests
         { "vocabSize", () => new FlaModel(0, 4, new[] { new IdentitySequenceMixer(4) }) },
         { "paddingIdx", () => new FlaModel(8, 4, new[] { new IdentitySequenceMixer(4) }, paddingIdx: 8) },
         { "layers", () => new FlaModel(8, 4, new[] { new IdentitySequenceMixer(5) }) },
+        { "normName", () => new FlaModel(8, 4, new[] { new IdentitySequenceMixer(4) }, normName: "norm.f") },
+        { "hiddenSize", () => new Mamba2Block(0, new IdentitySequenceMixer(1)) },
+        { "mixer", () => new Mamba2Block(4, new IdentitySequenceMixer(5)) },
+        { "normEps", () => new Mamba2Block(4, new IdentitySequenceMixer(4), normEps: 0) },
+        { "chunkSize", () => new Mamba2ForCausalLM(new Mamba2Config { HiddenSize = 8, HeadDim = 4, StateSize = 2, NumHiddenLayers = 1, VocabSize = 4 }, chunkSize: 0) },
     };
 
     [Theory]

@@ -75,7 +75,7 @@ public class FlaForCausalLMTests
         (g.HiddenSize, g.NumHiddenLayers, g.NumHeads, g.HeadDim, g.NumVHeads, g.ExpandV).Should().Be((2048L, 21, 6, 256, (int?)null, 2.0));
         (g.UseGate, g.UseShortConv, g.NormEps).Should().Be((true, true, 1e-6));
         new GatedDeltaNetConfig().NumHiddenLayers.Should().Be(21);
-        FlaForCausalLM.SupportedModelTypes.Should().BeEquivalentTo("delta_net", "gated_deltanet");
+        FlaForCausalLM.SupportedModelTypes.Should().BeEquivalentTo("delta_net", "gated_deltanet", "mamba2");
     }
 
     [Fact]
@@ -111,8 +111,8 @@ public class FlaForCausalLMTests
     [Fact]
     public void UnsupportedOrMalformedConfigsAreRefusedNamingTheField()
     {
-        ((Action)(() => FlaForCausalLM.ParseConfig(Json("""{"model_type": "mamba2"}""")))).Should().Throw<NotSupportedException>()
-            .WithMessage("*'mamba2'*delta_net*gated_deltanet*");
+        ((Action)(() => FlaForCausalLM.ParseConfig(Json("""{"model_type": "rwkv7"}""")))).Should().Throw<NotSupportedException>()
+            .WithMessage("*'rwkv7'*delta_net*gated_deltanet*mamba2*");
         ((Action)(() => FlaForCausalLM.ParseConfig(Json("""{"hidden_size": 8}""")))).Should().Throw<ArgumentException>()
             .Where(e => e.ParamName == "config" && e.Message.Contains("model_type"));
         ((Action)(() => DeltaNetConfig.FromJson(Json("""{"model_type": "delta_net", "attn": {"layers": [1], "num_heads": 4}}"""))))
