@@ -33,7 +33,7 @@ namespace Discretax.Models;
 /// <c>dt_bias = softplus^-1(dt)</c>, <c>dt = max(exp(U(log dt_min, log dt_max)), dt_init_floor)</c>, norm gains 1.</para>
 /// <para>Groups: head h uses group <c>h / (NH / n_groups)</c>, as mamba_ssm's kernels (which fla's CUDA path calls) and
 /// fla's decode path; fla's pure-PyTorch prefill (<c>torch_forward</c>) uses group <c>h mod n_groups</c>, which differs
-/// when <c>n_groups &gt; 1</c> (docs/interop-fla.md, "Mamba2").</para>
+/// when <c>n_groups &gt; 1</c> (docs/interop.md, "Mamba2").</para>
 /// </summary>
 public sealed class Mamba2ForCausalLM : FlaForCausalLM
 {

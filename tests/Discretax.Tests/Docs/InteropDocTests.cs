@@ -19,10 +19,13 @@ public class InteropDocTests
     public void EverySnippetEqualsItsRegionAndEveryCSharpBlockIsASnippet()
     {
         var page = DocSnippets.ReadRepositoryFile(Page);
-        var snippets = DocSnippets.MarkedBlocks(page, "snippet");
+        var all = DocSnippets.MarkedBlocks(page, "snippet");
+        // The fla and xLSTM sections' snippets are InteropFlaDocTests' and InteropXLSTMDocTests'.
+        var snippets = all.Where(s => !s.Key.StartsWith("fla-", StringComparison.Ordinal) && !s.Key.StartsWith("xlstm-", StringComparison.Ordinal))
+            .ToDictionary(s => s.Key, s => s.Value);
         snippets.Keys.Should().BeEquivalentTo("interop-usings", "import-export");
         DocSnippets.Differences(snippets, DocSnippets.Regions(DocSnippets.ReadRepositoryFile(Code)), Page, Code).Should().BeNull();
-        var marked = snippets.Values.Select(b => b.Line).ToHashSet();
+        var marked = all.Values.Select(b => b.Line).ToHashSet();
         DocSnippets.FencedBlocks(page).Where(b => b.Language is "csharp" or "cs" && !marked.Contains(b.Line))
             .Select(b => $"line {b.Line}").Should().BeEmpty();
     }

@@ -1,4 +1,4 @@
-// The code of docs/interop-fla.md. Every region between '// snippet: NAME' and '// end snippet' is, verbatim up to
+// The fla code of docs/interop.md. Every region between '// snippet: NAME' and '// end snippet' is, verbatim up to
 // indentation, the block under '<!-- snippet: NAME -->' in the page (InteropFlaDocTests checks it); each method runs
 // snippets and hands what they computed to its test, after the regions, as plain values.
 
@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 
 namespace Discretax.Tests.Docs;
 
-/// <summary>The snippets of docs/interop-fla.md.</summary>
+/// <summary>The fla snippets of docs/interop.md.</summary>
 public static class InteropFlaSnippets
 {
     /// <summary>What the generate and fine-tune snippets computed.</summary>
