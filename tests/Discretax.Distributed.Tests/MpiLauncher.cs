@@ -52,38 +52,7 @@ public static class MpiLauncher
         Directory.CreateDirectory(directory);
         try
         {
-            string program = Path.Combine(AppContext.BaseDirectory, "Discretax.Distributed.TestProgram.dll");
-            File.Exists(program).Should().BeTrue($"the build copies the test program to {program}");
-            var start = new ProcessStartInfo(Mpirun!)
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var a in new[] { "--oversubscribe", "-np", Processes.ToString(), DotnetHost(), program, mode, directory })
-                start.ArgumentList.Add(a);
-            // Open MPI's consent to run as root (no effect for other users), one thread per rank on a small machine,
-            // and no single-copy shared memory (process_vm_readv), which containers without ptrace rights refuse.
-            start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
-            start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
-            start.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
-            start.Environment["OMP_NUM_THREADS"] = "1";
-            var clock = Stopwatch.StartNew();
-            using var process = Process.Start(start)!;
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            bool finished = process.WaitForExit(timeout);
-            if (!finished)
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit();
-            }
-            else
-            {
-                process.WaitForExit();   // the output is complete
-            }
-            double seconds = clock.Elapsed.TotalSeconds;
-            string output = stdout.Result + stderr.Result;
+            var (exitCode, timedOut, seconds, output) = Start("Discretax.Distributed.TestProgram.dll", [mode, directory], timeout);
             var ranks = new Dictionary<int, IReadOnlyDictionary<string, string>>();
             for (int r = 0; r < Processes; r++)
             {
@@ -97,12 +66,48 @@ public static class MpiLauncher
                 }
                 ranks[r] = lines;
             }
-            return new MpiJob(finished ? process.ExitCode : -1, !finished, seconds, output, ranks);
+            return new MpiJob(exitCode, timedOut, seconds, output, ranks);
         }
         finally
         {
             try { Directory.Delete(directory, recursive: true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>
+    /// Runs <c>mpirun --oversubscribe -np 2 dotnet PROGRAM ARGUMENTS</c>, the program being a .dll next to the tests
+    /// (the build copies a referenced program there), and kills the job and its processes at the timeout.
+    /// </summary>
+    /// <param name="program">The program's file name, e.g. <c>MnistClassifier.dll</c>.</param>
+    /// <param name="arguments">Its arguments.</param>
+    /// <param name="timeout">The most the job may take.</param>
+    /// <returns>mpirun's exit code (-1 when killed), whether it timed out, the seconds it took and its output.</returns>
+    public static (int ExitCode, bool TimedOut, double Seconds, string Output) Start(string program, IEnumerable<string> arguments, TimeSpan timeout)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, program);
+        File.Exists(path).Should().BeTrue($"the build copies the program to {path}");
+        var start = new ProcessStartInfo(Mpirun!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "--oversubscribe", "-np", Processes.ToString(), DotnetHost(), path }.Concat(arguments))
+            start.ArgumentList.Add(a);
+        // Open MPI's consent to run as root (no effect for other users), one thread per rank on a small machine,
+        // and no single-copy shared memory (process_vm_readv), which containers without ptrace rights refuse.
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        start.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
+        start.Environment["OMP_NUM_THREADS"] = "1";
+        var clock = Stopwatch.StartNew();
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        bool finished = process.WaitForExit(timeout);
+        if (!finished) process.Kill(entireProcessTree: true);
+        process.WaitForExit();   // the output is complete
+        return (finished ? process.ExitCode : -1, !finished, clock.Elapsed.TotalSeconds, stdout.Result + stderr.Result);
     }
 
     /// <summary>The dotnet host running the tests (the SDK sets <c>DOTNET_HOST_PATH</c>), else <c>dotnet</c>.</summary>
