@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace Discretax.Distributed;
 
@@ -109,7 +110,10 @@ internal sealed unsafe class MpiLibrary
 
         if (!NativeLibrary.TryGetExport(handle, "MPI_Init_thread", out nint init) ||
             !NativeLibrary.TryGetExport(handle, "MPI_Get_library_version", out nint getVersion))
+        {
+            Dl.Close(handle);
             throw new NotSupportedException($"'{name}' is not an MPI library: it exports no MPI_Init_thread / MPI_Get_library_version.");
+        }
 
         // MPI_Get_library_version may be called before MPI_Init (MPI 3.0, section 8.1.1). MPICH's buffer bound is 8192.
         var buffer = new byte[8192];
@@ -119,7 +123,12 @@ internal sealed unsafe class MpiLibrary
         string version = Encoding.UTF8.GetString(buffer, 0, Math.Clamp(length, 0, buffer.Length)).TrimEnd('\0', '\n', ' ');
 
         bool openMpiAbi = NativeLibrary.TryGetExport(handle, "ompi_mpi_comm_world", out _);
-        if (AbiProblem(name, version, openMpiAbi) is string problem) throw new NotSupportedException(problem);
+        if (AbiProblem(name, version, openMpiAbi) is string problem)
+        {
+            // Unloaded again, so that its MPI_* symbols do not shadow those of an Open MPI loaded later.
+            Dl.Close(handle);
+            throw new NotSupportedException(problem);
+        }
 
         var lib = new MpiLibrary(name, handle, version);
         lib.InitThread = (delegate* unmanaged<int*, byte***, int, int*, int>)init;
@@ -146,7 +155,7 @@ internal sealed unsafe class MpiLibrary
     public static string? AbiProblem(string name, string version, bool exportsOpenMpiHandles)
     {
         if (exportsOpenMpiHandles) return null;
-        string v = version.Length == 0 ? "an MPI library without a version string" : version.Split('\n')[0].Trim();
+        string v = version.Length == 0 ? "an MPI library without a version string" : Regex.Replace(version.Split('\n')[0].Trim(), @"\s+", " ");
         bool mpich = version.Contains("MPICH", StringComparison.OrdinalIgnoreCase) ||
                      version.Contains("Intel(R) MPI", StringComparison.OrdinalIgnoreCase) ||
                      version.Contains("MVAPICH", StringComparison.OrdinalIgnoreCase);
@@ -192,6 +201,18 @@ internal sealed unsafe class MpiLibrary
             }
         }
 
+        public static void Close(nint handle)
+        {
+            try
+            {
+                LibC.dlclose(handle);
+            }
+            catch (EntryPointNotFoundException)
+            {
+                LibDl.dlclose(handle);
+            }
+        }
+
         private static nint Result(nint handle, Func<nint> dlerror, out string? error)
         {
             error = handle == 0 ? Marshal.PtrToStringUTF8(dlerror()) ?? "dlopen failed" : null;
@@ -203,11 +224,13 @@ internal sealed unsafe class MpiLibrary
     {
         [DllImport("libc.so.6")] public static extern nint dlopen(byte* file, int flags);
         [DllImport("libc.so.6")] public static extern nint dlerror();
+        [DllImport("libc.so.6")] public static extern int dlclose(nint handle);
     }
 
     private static class LibDl
     {
         [DllImport("libdl.so.2")] public static extern nint dlopen(byte* file, int flags);
         [DllImport("libdl.so.2")] public static extern nint dlerror();
+        [DllImport("libdl.so.2")] public static extern int dlclose(nint handle);
     }
 }
