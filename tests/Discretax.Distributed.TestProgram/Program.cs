@@ -100,6 +100,18 @@ namespace Discretax.Distributed.TestProgram
         public void Dispose() => writer.Dispose();
     }
 
+    /// <summary>Parameters of every dtype DataParallel reduces: float32, bfloat16 and complex64 in a float32 bucket,
+    /// float64 and complex128 in a float64 one.</summary>
+    internal sealed class Holder : nn.Module
+    {
+        public Holder() : base(nameof(Holder))
+        {
+            foreach (var (name, dtype) in new[] { ("f32", ScalarType.Float32), ("bf16", ScalarType.BFloat16), ("f16", ScalarType.Float16),
+                         ("c64", ScalarType.ComplexFloat32), ("f64", ScalarType.Float64), ("c128", ScalarType.ComplexFloat64) })
+                register_parameter(name, new TorchSharp.Modules.Parameter(zeros(2, dtype)));
+        }
+    }
+
     internal static class Checks
     {
         public static int Run(string directory)
@@ -111,6 +123,8 @@ namespace Discretax.Distributed.TestProgram
             Collectives(log, rank);
             Refusals(log);
             Equality(log, rank, world);
+            GradientDtypes(log, rank);
+            MissingGradient(log, rank);
             Buffers(log, rank);
             Mpi.Barrier();
             log.Write("done", 1);
@@ -254,6 +268,45 @@ namespace Discretax.Distributed.TestProgram
 
             // A world of W: W shards of batch / W. The shards of one epoch are disjoint and cover the batch.
             log.Write("shard.epoch0", string.Join(" ", dp.ShardIndices(batch, epoch: 0, seed: 7)));
+        }
+
+        // Gradients of every parameter dtype, set by hand: rank q's gradient is (q + 1) times a base value.
+        private static void GradientDtypes(RankLog log, int r)
+        {
+            using var scope = NewDisposeScope();
+            using var holder = new Holder();
+            using var dp = new DataParallel(holder);
+            log.Write("dtypes.buckets", dp.BucketCount);
+            foreach (var (name, p) in holder.named_parameters())
+            {
+                using var basis = p.is_complex()
+                    ? complex(tensor(new[] { 1.0, -0.5 }), tensor(new[] { 2.0, 0.25 })).to(p.dtype)
+                    : tensor(new[] { 1.0, -0.5 }).to(p.dtype);
+                p.grad = (basis * (r + 1)).MoveToOuterDisposeScope();
+            }
+            dp.ReduceGradients();
+            foreach (var (name, p) in holder.named_parameters())
+            {
+                log.Write($"dtypes.{name}.dtype", p.grad!.dtype);
+                log.Values($"dtypes.{name}", p.is_complex() ? view_as_real(p.grad!).reshape(-1) : p.grad!);
+            }
+        }
+
+        // A parameter without a gradient on rank 1 (unused there) contributes zeros and receives the mean.
+        private static void MissingGradient(RankLog log, int r)
+        {
+            using var scope = NewDisposeScope();
+            using var a = nn.Linear(2, 1, hasBias: false, dtype: ScalarType.Float64);
+            using var b = nn.Linear(1, 1, hasBias: false, dtype: ScalarType.Float64);
+            using var net = nn.Sequential(("a", a), ("b", b));
+            using var dp = new DataParallel(net);
+            // Rank 0: d/da sum(a) + sum(b) = (1, 1), d/db = 1. Rank 1: d/da 2 sum(a) = (2, 2), b unused.
+            var loss = r == 0 ? a.weight!.sum() + b.weight!.sum() : 2 * a.weight!.sum();
+            loss.backward();
+            log.Write("missing.before", b.weight!.grad is null ? "none" : "some");
+            dp.ReduceGradients();
+            log.Values("missing.a", a.weight!.grad!.reshape(-1));
+            log.Values("missing.b", b.weight!.grad!.reshape(-1));
         }
 
         // Running statistics averaged, other buffers from rank 0.

@@ -149,6 +149,44 @@ public sealed class MpiJobTests(ChecksJob checks)
     }
 
     [SkippableFact]
+    public void GradientsOfEveryDtypeAreAveragedInTheirBuckets()
+    {
+        var job = checks.Succeeded();
+        // Rank q's gradient is (q + 1) (1, -0.5) (complex: (q + 1) (1 + 2i, -0.5 + 0.25i)); the mean over 2 ranks is
+        // 1.5 times that, exact in every dtype. float32, bfloat16, float16 and complex64 share a float32 bucket,
+        // float64 and complex128 a float64 one.
+        double mean = SumOverRanks(q => [q + 1.0])[0] / W;
+        for (int r = 0; r < W; r++)
+        {
+            job.Value(r, "dtypes.buckets").Should().Be("2");
+            foreach (var (name, dtype) in new[] { ("f32", "Float32"), ("bf16", "BFloat16"), ("f16", "Float16"), ("f64", "Float64") })
+            {
+                job.Value(r, $"dtypes.{name}.dtype").Should().Be(dtype);
+                job.Numbers(r, $"dtypes.{name}").Should().Equal(mean, -0.5 * mean);
+            }
+            foreach (var (name, dtype) in new[] { ("c64", "ComplexFloat32"), ("c128", "ComplexFloat64") })
+            {
+                job.Value(r, $"dtypes.{name}.dtype").Should().Be(dtype);
+                job.Numbers(r, $"dtypes.{name}").Should().Equal(mean, 2 * mean, -0.5 * mean, 0.25 * mean);   // re, im, re, im
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void AParameterWithoutAGradientOnOneRankReceivesTheMean()
+    {
+        var job = checks.Succeeded();
+        // Rank 0's gradients: a (1, 1), b 1; rank 1's: a (2, 2), b none (unused there, so it counts as 0).
+        job.Value(0, "missing.before").Should().Be("some");
+        job.Value(1, "missing.before").Should().Be("none");
+        for (int r = 0; r < W; r++)
+        {
+            job.Numbers(r, "missing.a").Should().Equal(1.5, 1.5);
+            job.Numbers(r, "missing.b").Should().Equal(0.5);
+        }
+    }
+
+    [SkippableFact]
     public void TheShardsOfAnEpochAreDisjointAndCoverTheBatch()
     {
         var job = checks.Succeeded();
