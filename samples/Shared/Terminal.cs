@@ -18,6 +18,13 @@ public static class Terminal
     /// <summary>A console on standard error, for the error lines.</summary>
     public static IAnsiConsole Stderr() => Create(Console.Error, Console.IsErrorRedirected);
 
+    /// <summary>A plain console on standard output, whatever standard output is (under <c>mpirun</c>, which gives each
+    /// process a pseudo-terminal and forwards its lines: live progress would arrive as escape sequences).</summary>
+    public static IAnsiConsole PlainStdout() => Create(Console.Out, redirected: true);
+
+    /// <summary>A plain console that discards everything (the other ranks of a distributed run: only rank 0 reports).</summary>
+    public static IAnsiConsole Discard() => Create(TextWriter.Null, redirected: true);
+
     /// <summary>Whether <paramref name="console"/> gets plain, unwrapped lines instead of live progress and panels.</summary>
     /// <param name="console">The console.</param>
     public static bool IsPlain(IAnsiConsole console)

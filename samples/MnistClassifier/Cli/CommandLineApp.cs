@@ -4,6 +4,7 @@ using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Discretax.Distributed;
 using MnistClassifier.Data;
 using MnistClassifier.Display;
 using MnistClassifier.Models;
@@ -123,12 +124,17 @@ public static class CommandLineApp
         var metrics = new Option<string?>("--metrics") { Description = "Write per-epoch metrics to PATH (.csv or .json)" };
         var plot = new Option<string?>("--plot") { Description = "Draw loss and accuracy curves to PATH (.png)" };
         var limit = new Option<int?>("--limit") { Description = "Use only the first N training images" }.WholeNumber(1);
+        var distributed = new Option<bool>("--distributed")
+        {
+            Description = "Data-parallel training over MPI: start the program with mpirun -np N (Open MPI); each process trains on its shard of every epoch, --batch-size is the batch of all processes together, and rank 0 reports, plots and saves (docs/distributed.md)",
+        };
 
         var root = new RootCommand("Trains and evaluates a Discretax sequence classifier on MNIST-style images read as sequences.")
         {
             model, layout, block, data, epochs, batch, lr, wd, clip, hidden, blocks, dropout, seed, device, threads, save, load, evalOnly, metrics, plot, limit,
+            distributed,
         };
-        root.SetAction(pr => Guard(error, () =>
+        root.SetAction(pr => Distributed(pr.GetValue(distributed), () => Guard(error, () =>
         {
             var given = new Dictionary<string, string>();
             void Given<T>(Option<T> o, string name)
@@ -147,10 +153,10 @@ public static class CommandLineApp
                     defaults.WarmupFraction, pr.GetValue(seed)),
                 pr.GetValue(hidden), pr.GetValue(blocks), pr.GetValue(dropout), pr.GetValue(device)!, pr.GetValue(threads),
                 pr.GetValue(save), pr.GetValue(load), pr.GetValue(evalOnly), pr.GetValue(metrics), pr.GetValue(plot), pr.GetValue(limit), given, AutoEpochs: pr.GetValue(epochs) is null,
-                Block: pr.GetValue(block)!);
+                Block: pr.GetValue(block)!, Distributed: pr.GetValue(distributed));
             settings.Training.Validate();
             return TrainCommand.Execute(settings, console);
-        }));
+        })));
 
         var predictLoad = new Option<string>("--load") { Description = "The checkpoint (saved with --save PATH)", Required = true };
         var image = new Option<int>("--image") { Description = "Index of the test image", DefaultValueFactory = _ => 0 }.WholeNumber(0);
@@ -181,6 +187,19 @@ public static class CommandLineApp
             pr.GetValue(testCount), pr.GetValue(subsetSeed), console)));
         root.Subcommands.Add(makeSubset);
         return root;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/>; with <c>--distributed</c> inside <see cref="Mpi.Run"/>: MPI is initialized first, and a
+    /// process whose run fails (exit code 1 after its error line) ends the whole job instead of leaving the other
+    /// processes waiting for it.
+    /// </summary>
+    /// <param name="distributed">Whether <c>--distributed</c> was given.</param>
+    /// <param name="run">The command.</param>
+    public static int Distributed(bool distributed, Func<int> run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        return distributed ? Mpi.Run(run) : run();
     }
 
     /// <summary>

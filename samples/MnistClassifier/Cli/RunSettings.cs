@@ -22,7 +22,9 @@ namespace MnistClassifier.Cli;
 /// <param name="Explicit">The model options the user gave explicitly (name to value), checked against a loaded checkpoint.</param>
 /// <param name="AutoEpochs">No <c>--epochs</c> was given: use <see cref="TrainingOptions.AutoEpochs"/> for the data found.</param>
 /// <param name="Block">The <c>--block</c> style (<see cref="Models.BlockStyles"/>).</param>
+/// <param name="Distributed"><c>--distributed</c>: data-parallel training over MPI, in a process started by <c>mpirun</c>
+/// (MPI is initialized by the caller).</param>
 public sealed record RunSettings(string Model, SequenceLayout Layout, string? DataDirectory, TrainingOptions Training,
     int Hidden, int Blocks, double DropRate, string Device, int? Threads, string? SavePath, string? LoadPath, bool EvalOnly,
     string? MetricsPath, string? PlotPath, int? Limit, IReadOnlyDictionary<string, string> Explicit, bool AutoEpochs = false,
-    string Block = Models.BlockStyles.Library);
+    string Block = Models.BlockStyles.Library, bool Distributed = false);

@@ -1,5 +1,6 @@
 using SampleSupport;
 using System.Globalization;
+using Discretax.Distributed;
 using Discretax.Utilities;
 using MnistClassifier.Data;
 using MnistClassifier.Display;
@@ -11,7 +12,12 @@ using static TorchSharp.torch;
 
 namespace MnistClassifier.Cli;
 
-/// <summary>The main command: load the data, build (or load) the classifier, train it with live progress, report.</summary>
+/// <summary>
+/// The main command: load the data, build (or load) the classifier, train it with live progress, report. With
+/// <c>--distributed</c> (in every process <c>mpirun</c> started, MPI initialized by <see cref="CommandLineApp.Distributed"/>)
+/// the processes train together through <see cref="DataParallel"/>, and only rank 0 writes to the console, the
+/// metrics, the plot and the checkpoint.
+/// </summary>
 public static class TrainCommand
 {
     /// <summary>Runs the command; returns the exit code.</summary>
@@ -23,6 +29,36 @@ public static class TrainCommand
         ArgumentNullException.ThrowIfNull(console);
         if (s.EvalOnly && s.LoadPath is null) throw new OptionException("--eval-only", "--eval-only needs --load PATH (a checkpoint saved with --save)");
         // Everything the user can get wrong is checked here, before the data is read and before any training.
+        int world = 1;
+        bool root = true;
+        if (s.Distributed)
+        {
+            if (!Mpi.IsInitialized) throw new InvalidOperationException("--distributed: MPI is not initialized (CommandLineApp.Distributed runs the command inside Mpi.Run).");
+            if (s.EvalOnly) throw new OptionException("--distributed", "--distributed trains; --eval-only evaluates in one process: drop --distributed");
+            world = Mpi.WorldSize;
+            root = Mpi.IsRoot;
+            if (s.Training.BatchSize % world != 0)
+                throw new OptionException("--batch-size", $"--batch-size {s.Training.BatchSize} must be a multiple of the {world} processes of --distributed (each takes an equal part of every batch)");
+            // Only rank 0 reports, in plain lines (mpirun forwards them from a pseudo-terminal); the other ranks' errors
+            // still reach standard error.
+            console = root ? Terminal.PlainStdout() : Terminal.Discard();
+        }
+        if (root) CheckOutputPaths(s);
+        var (device, deviceDescription) = s.Distributed ? DistributedDevice(s.Device) : DeviceChoice.Resolve(s.Device, torch.cuda.is_available());
+        if (s.Threads is int threads) torch.set_num_threads(threads);
+        torch.manual_seed(s.Training.Seed);
+
+        var source = DataSource.Resolve(s.DataDirectory);
+        var data = MnistData.Load(source);
+        var train = s.Limit is int limit ? data.Train.Take(limit) : data.Train;
+        if (train.Count < world)
+            throw new OptionException("--limit", $"--limit {train.Count} leaves fewer training images than the {world} processes of --distributed");
+        if (s.AutoEpochs) s = s with { Training = s.Training with { Epochs = TrainingOptions.AutoEpochs(train.Count) } };
+        return Run(s, console, source, data, train, device, deviceDescription, world);
+    }
+
+    private static void CheckOutputPaths(RunSettings s)
+    {
         if (s.MetricsPath is not null)
         {
             var ext = Path.GetExtension(s.MetricsPath).ToLowerInvariant();
@@ -39,15 +75,19 @@ public static class TrainCommand
             OutputPath.CheckWritable("--save", s.SavePath);
             OutputPath.CheckWritable("--save", Checkpoint.SpecPath(s.SavePath), s.SavePath);
         }
-        var (device, deviceDescription) = DeviceChoice.Resolve(s.Device, torch.cuda.is_available());
-        if (s.Threads is int threads) torch.set_num_threads(threads);
-        torch.manual_seed(s.Training.Seed);
+    }
 
-        var source = DataSource.Resolve(s.DataDirectory);
-        var data = MnistData.Load(source);
-        var train = s.Limit is int limit ? data.Train.Take(limit) : data.Train;
-        if (s.AutoEpochs) s = s with { Training = s.Training with { Epochs = TrainingOptions.AutoEpochs(train.Count) } };
+    /// <summary>The device of a distributed run: the CPU, since the MPI collectives move host memory.</summary>
+    private static (Device Device, string Description) DistributedDevice(string requested) => requested.ToLowerInvariant() switch
+    {
+        "cuda" => throw new OptionException("--device", "--device cuda: --distributed trains on the CPU (the MPI collectives move host memory; docs/distributed.md says how NCCL would serve GPUs): use --device cpu"),
+        "auto" => (torch.CPU, "cpu (auto: --distributed trains on the CPU)"),
+        _ => DeviceChoice.Resolve(requested, cudaAvailable: false),
+    };
 
+    private static int Run(RunSettings s, IAnsiConsole console, DataSource source, MnistData data, LabeledImages train, Device device,
+        string deviceDescription, int world)
+    {
         NetworkSpec spec;
         nn.Module<Tensor, Tensor> network;
         if (s.LoadPath is not null)
@@ -77,6 +117,10 @@ public static class TrainCommand
         if (length != spec.SequenceLength || features != spec.InputFeatures)
             throw new CheckpointException(s.LoadPath ?? "", $"was trained on sequences of {spec.SequenceLength} x {spec.InputFeatures}; this data gives {length} x {features}");
         net.to(device);
+        // Distributed: rank 0's weights on every process; then each process its own dropout masks.
+        using var parallel = s.Distributed ? new DataParallel(net) : null;
+        if (parallel is not null && !parallel.IsRoot) torch.manual_seed(s.Training.Seed + 1_000_003L * parallel.Rank);
+        bool root = parallel?.IsRoot ?? true;
 
         using var trainX = SequenceEncoding.ToTensor(train.Images, spec.Layout).to(device);
         using var trainY = SequenceEncoding.LabelsToTensor(train.Labels).to(device);
@@ -88,8 +132,11 @@ public static class TrainCommand
         {
             ("data", $"{source.Description}: {train.Count:N0} training, {Words.Count(data.Test.Count, "test image")}"),
             ("model", $"{spec.Describe()}, {Words.Count(ParameterSummary.Count(net), "parameter")}" + (s.LoadPath is null ? "" : $", loaded from {s.LoadPath}")),
-            ("device", $"{deviceDescription}, {Words.Count(torch.get_num_threads(), "thread")}"),
+            ("device", $"{deviceDescription}, {Words.Count(torch.get_num_threads(), "thread")}" + (world > 1 ? " per process" : "")),
         };
+        if (s.Distributed)
+            rows.Add(("processes", $"{world} over MPI ({Mpi.LibraryVersion.Split(',')[0]}): each trains on its shard of {train.Count / world:N0} images per epoch, " +
+                $"{s.Training.BatchSize / world} of every batch of {s.Training.BatchSize}; rank 0 reports"));
         if (!s.EvalOnly)
             rows.Add(("training", string.Create(CultureInfo.InvariantCulture,
                 $"{Words.Count(o.Epochs, "epoch")}{(s.AutoEpochs ? " (default for this data: about 120,000 images in all)" : "")}, batch {o.BatchSize}, AdamW lr {o.LearningRate} (warm-up {o.WarmupFraction:P0} then cosine), weight decay {o.WeightDecay}, clip {o.ClipNorm}, seed {o.Seed}")));
@@ -112,8 +159,8 @@ public static class TrainCommand
         }
         else
         {
-            final = TrainLoop(s, spec, source.Description, net, trainX, trainY, testX, testY, console);
-            if (s.SavePath is not null)
+            final = TrainLoop(s, spec, source.Description, net, parallel, trainX, trainY, testX, testY, console);
+            if (s.SavePath is not null && root)
             {
                 Checkpoint.Save(s.SavePath, net, spec);
                 Terminal.Line(console, $"saved the checkpoint to [bold]{Markup.Escape(s.SavePath)}[/] (+ {Markup.Escape(Path.GetFileName(Checkpoint.SpecPath(s.SavePath)))})");
@@ -124,17 +171,19 @@ public static class TrainCommand
         return 0;
     }
 
-    private static EvaluationResult TrainLoop(RunSettings s, NetworkSpec spec, string dataset, nn.Module<Tensor, Tensor> net,
+    private static EvaluationResult TrainLoop(RunSettings s, NetworkSpec spec, string dataset, nn.Module<Tensor, Tensor> net, DataParallel? parallel,
         Tensor trainX, Tensor trainY, Tensor testX, Tensor testY, IAnsiConsole console)
     {
         var o = s.Training;
-        using var trainer = new Trainer(net, o, (int)trainX.shape[0], spec.Classes);
+        bool root = parallel?.IsRoot ?? true;
+        using var trainer = new Trainer(net, o, (int)trainX.shape[0], spec.Classes, parallel);
         var history = new List<EpochMetrics>();
         EvaluationResult? last = null;
         void AfterEpoch(EpochMetrics m, EvaluationResult test)
         {
             history.Add(m);
             last = test;
+            if (!root) return;
             if (s.MetricsPath is not null) MetricsWriter.Write(s.MetricsPath, history);
             if (s.PlotPath is not null) CurvePlot.Save(s.PlotPath, history, CurvePlot.Title(spec.Model, dataset, m, o.Epochs));
         }
