@@ -109,4 +109,59 @@ internal sealed class PackedSequences
         }
         return (tensor(gather, device: device), tensor(scatter, device: device), first, last, aligned);
     }
+
+    /// <summary>
+    /// A chunked kernel's core over padded inputs: runs <paramref name="chunks"/> whole chunks of <paramref name="inputs"/>
+    /// (time on dimension 2) from <paramref name="state"/>, which holds the state after the last chunk on return;
+    /// <paramref name="enter"/> may replace the state entering chunk j, <paramref name="exit"/> sees the state after it.
+    /// Returns the outputs with time on dimension 2.
+    /// </summary>
+    internal delegate Tensor ChunkCore(Tensor[] inputs, long chunks, ref Tensor state, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit);
+
+    /// <summary>
+    /// The chunk-aligned packed run the chunked kernels share (<see cref="ChunkAligned"/>): the inputs (batch 1, time on
+    /// dimension 2) are gathered into the aligned row in <paramref name="dtype"/> (every sequence padded with zero steps
+    /// to whole chunks), run through <paramref name="core"/> in segments of whole chunks (<see cref="SequenceSegments"/>)
+    /// with the state reset to the sequence's <paramref name="initial"/> state at the chunk where a sequence starts, and
+    /// scattered back. Exact when a zero step leaves the kernel's state unchanged. Returns the output (time on dimension
+    /// 2, the packed row's length) and the state after each sequence's last chunk.
+    /// </summary>
+    internal (Tensor Output, Tensor[] Finals) RunChunkAligned(int chunkSize, ScalarType dtype, Tensor[] inputs, Func<int, Tensor> initial,
+        ChunkCore core)
+    {
+        long c = chunkSize;
+        var (gather, scatter, first, last, aligned) = ChunkAligned(chunkSize, inputs[0].device);
+        // Rows gathered into the aligned layout from the row extended by one zero step (the padding).
+        var alignedInputs = inputs.Select(t =>
+        {
+            var tc = Precision.As(t, dtype);
+            return cat(new[] { tc, zeros_like(tc.narrow(2, 0, 1)) }, 2).index_select(2, gather);
+        }).ToArray();
+        var starting = new Dictionary<long, int>();
+        var ending = new Dictionary<long, int>();
+        for (int i = 0; i < Count; i++)
+        {
+            starting[first[i]] = i;
+            ending[last[i]] = i;
+        }
+        var finals = new Tensor[Count];
+        long chunks = aligned / c;
+        long group = SequenceSegments.Length(chunkSize) / c;   // whole chunks per segment, as the unpacked kernels
+        var pieces = new List<Tensor>();
+        Tensor s = initial(0);
+        for (long c0 = 0; c0 < chunks; c0 += group)
+        {
+            long count = Math.Min(group, chunks - c0);
+            long offset = c0;
+            var piece = alignedInputs.Select(t => t.narrow(2, offset * c, count * c)).ToArray();
+            pieces.Add(core(piece, count, ref s,
+                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? initial(i) : state,
+                (j, state) =>
+                {
+                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
+                }));
+        }
+        var output = (pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter);
+        return (output, finals);
+    }
 }

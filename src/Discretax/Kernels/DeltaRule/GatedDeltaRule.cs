@@ -307,42 +307,12 @@ public static class GatedDeltaRule
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
-        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(chunkSize, q.device);
-        // Rows gathered into the aligned layout from the row extended by one zero step (the padding).
-        Tensor Align(Tensor t) =>
-            cat(new[] { t.to(dtype), zeros_like(t.narrow(2, 0, 1), dtype: dtype) }, 2).index_select(2, gather);
-        Tensor qa = Align(q), ka = Align(k), va = Align(v), ga = Align(g), ba = Align(beta);
-
-        var starting = new Dictionary<long, int>();
-        var ending = new Dictionary<long, int>();
-        for (int i = 0; i < packed.Count; i++)
-        {
-            starting[first[i]] = i;
-            ending[last[i]] = i;
-        }
         Tensor Initial(int i) => initialState is null
             ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
             : initialState.select(0, i).to(dtype);
-
-        var finals = new Tensor[packed.Count];
-        long chunks = aligned / c;
-        long group = SequenceSegments.Length(chunkSize) / c;   // whole chunks per segment, as in Chunked
-        var pieces = new List<Tensor>();
-        Tensor s = Initial(0);
-        for (long c0 = 0; c0 < chunks; c0 += group)
-        {
-            long count = Math.Min(group, chunks - c0);
-            long offset = c0;
-            Tensor Piece(Tensor t) => t.narrow(2, offset * c, count * c);
-            var o = ChunkCore(Piece(qa), Piece(ka), Piece(va), Piece(ga), Piece(ba), nh, count, c, dk, dv, ref s,
-                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? Initial(i) : state,
-                (j, state) =>
-                {
-                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
-                });
-            pieces.Add(o.reshape(1, nh, count * c, dv));
-        }
-        var output = (pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter);
+        var (output, finals) = packed.RunChunkAligned(chunkSize, dtype, new[] { q, k, v, g, beta }, Initial,
+            (Tensor[] p, long count, ref Tensor s, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit) =>
+                ChunkCore(p[0], p[1], p[2], p[3], p[4], nh, count, c, dk, dv, ref s, enter, exit).reshape(1, nh, count * c, dv));
         if (output.dtype != outDtype) output = output.to(outDtype);
         var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());

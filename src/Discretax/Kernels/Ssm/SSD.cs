@@ -300,44 +300,13 @@ public static class SSD
         var dtype = Precision.StateDType(outDtype);
         // A chunk longer than the longest sequence would only add zero rows.
         int cs = (int)Math.Min(chunkSize, Enumerable.Range(0, packed.Count).Max(packed.Length));
-        var (gather, scatter, first, last, aligned) = packed.ChunkAligned(cs, x.device);
-        Tensor Align(Tensor t)
-        {
-            var tc = Precision.As(t, dtype);
-            return cat(new[] { tc, zeros_like(tc.narrow(2, 0, 1)) }, 2).index_select(2, gather);
-        }
-        Tensor xa = Align(x), aa = Align(a), ba = Align(b), ca = Align(c);
-
-        var starting = new Dictionary<long, int>();
-        var ending = new Dictionary<long, int>();
-        for (int i = 0; i < packed.Count; i++)
-        {
-            starting[first[i]] = i;
-            ending[last[i]] = i;
-        }
         Tensor Initial(int i) => initialState is null
             ? zeros(new[] { 1, d.NH, d.P, d.N }, dtype: dtype, device: x.device)
             : Precision.As(initialState.narrow(0, i, 1), dtype);
-
-        var finals = new Tensor[packed.Count];
-        long chunks = aligned / cs;
-        long group = SequenceSegments.Length(cs) / cs;   // whole chunks per segment, as in Chunked
-        var pieces = new List<Tensor>();
-        Tensor s = Initial(0);
-        for (long c0 = 0; c0 < chunks; c0 += group)
-        {
-            long count = Math.Min(group, chunks - c0);
-            long offset = c0;
-            Tensor Piece(Tensor t) => t.narrow(2, offset * cs, count * cs);
-            var y = ChunkCore(Piece(xa), Piece(aa), Piece(ba), Piece(ca), d with { L = count * cs }, cs, ref s,
-                (j, state) => starting.TryGetValue(offset + j, out var i) && offset + j > 0 ? Initial(i) : state,
-                (j, state) =>
-                {
-                    if (ending.TryGetValue(offset + j, out var i)) finals[i] = state;
-                });
-            pieces.Add(y);
-        }
-        var output = Precision.As((pieces.Count == 1 ? pieces[0] : cat(pieces.ToArray(), 2)).index_select(2, scatter), outDtype);
+        var (joined, finals) = packed.RunChunkAligned(cs, dtype, new[] { x, a, b, c }, Initial,
+            (Tensor[] p, long count, ref Tensor s, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit) =>
+                ChunkCore(p[0], p[1], p[2], p[3], d with { L = count * cs }, cs, ref s, enter, exit));
+        var output = Precision.As(joined, outDtype);
         var final = cat(finals, 0);                                              // [S, NH, P, N]
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
     }
