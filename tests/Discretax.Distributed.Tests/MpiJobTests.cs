@@ -229,7 +229,9 @@ public sealed class MpiJobTests(ChecksJob checks)
         if (mode == "fail-throw")
         {
             job.Output.Should().Contain("rank 1 of 2 failed: System.InvalidOperationException: deliberate failure on rank 1");
-            job.Output.Should().Contain("MPI_ABORT was invoked on rank 1");
+            // Not asserted: Open MPI's own "MPI_ABORT was invoked on rank 1" help text. mpirun prints it usually, but
+            // when the ranks go down together its help service can lose it ("ORTE_ERROR_LOG: Data unpack would read
+            // past end of buffer in file show_help.c", seen on CI); the job still ends with a non-zero code, as checked.
         }
     }
 }
