@@ -107,6 +107,6 @@ public sealed class EquinoxBatchNorm : nn.Module<Tensor, Tensor>
         return Precision.As(y, x.dtype).MoveToOuterDisposeScope();
     }
 
-    // The registered buffer (after .to(...) the module holds new tensors under the same names).
-    private Tensor Buffer(string name) => named_buffers().First(b => b.name == name).buffer;
+    // The registered buffer, looked up by name: after .to(...) the module holds new tensors under the same names.
+    private Tensor Buffer(string name) => get_buffer(name)!;
 }

@@ -48,6 +48,10 @@ public class EquinoxBatchNormTests
             TestUtil.Values(norm.RunningVar).Should().Equal(runVar, (a, b) => Math.Abs(a - b) < 1e-12);
         }
         norm.StepsTaken.Should().Be(3);
+        // The statistics live in the registered buffers (after .to(Float64) too): state_dict sees what forward wrote.
+        norm.RunningMean.dtype.Should().Be(ScalarType.Float64);
+        TestUtil.Values(norm.state_dict()["running_mean"]).Should().Equal(runMean, (a, b) => Math.Abs(a - b) < 1e-12);
+        TestUtil.Values(norm.state_dict()["running_var"]).Should().Equal(runVar, (a, b) => Math.Abs(a - b) < 1e-12);
     }
 
     /// <summary>
