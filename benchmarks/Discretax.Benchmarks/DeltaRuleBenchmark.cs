@@ -14,63 +14,21 @@ namespace Discretax.Benchmarks;
 /// </summary>
 [WarmupCount(1)]
 [IterationCount(3)]
-public class DeltaRuleBenchmark
+public class DeltaRuleBenchmark : ChunkedKernelBenchmark
 {
     private const long B = 4, NH = 4, D = 64;
-    private const int ChunkSize = 64;
 
-    private Tensor _q = null!, _k = null!, _v = null!, _beta = null!;
-    private Tensor _qg = null!, _kg = null!, _vg = null!, _betag = null!;
-    private bool _chunked;
-
-    /// <summary>The form and the sequence length, e.g. <c>Chunked-4096</c>.</summary>
-    [ParamsSource(nameof(Cases))]
-    public string Case { get; set; } = "";
-
-    /// <summary>The measured cases.</summary>
-    public static IEnumerable<string> Cases() => new[]
+    /// <inheritdoc />
+    protected override Tensor[] Inputs(long l, Generator g)
     {
-        "Chunked-1024", "Chunked-4096", "Chunked-16384", "Recurrent-1024", "Recurrent-4096",
-    };
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        var parts = Case.Split('-');
-        _chunked = parts[0] == "Chunked";
-        long l = long.Parse(parts[1]);
-        var g = new Generator(7);
-        _q = randn(new[] { B, NH, l, D }, generator: g);
+        var q = randn(new[] { B, NH, l, D }, generator: g);
         var k = randn(new[] { B, NH, l, D }, generator: g);
-        _k = k / k.norm(-1, keepdim: true);
-        _v = randn(new[] { B, NH, l, D }, generator: g);
-        _beta = rand(new[] { B, NH, l }, generator: g);
-        _qg = _q.detach().clone().requires_grad_();
-        _kg = _k.detach().clone().requires_grad_();
-        _vg = _v.detach().clone().requires_grad_();
-        _betag = _beta.detach().clone().requires_grad_();
+        var v = randn(new[] { B, NH, l, D }, generator: g);
+        var beta = rand(new[] { B, NH, l }, generator: g);
+        return new[] { q, k / k.norm(-1, keepdim: true), v, beta };
     }
 
-    [Benchmark]
-    public void Forward()
-    {
-        using var scope = NewDisposeScope();
-        _ = _chunked ? DeltaRule.Chunked(_q, _k, _v, _beta, ChunkSize) : DeltaRule.Recurrent(_q, _k, _v, _beta);
-    }
-
-    [Benchmark]
-    public void ForwardBackward()
-    {
-        using var scope = NewDisposeScope();
-        var (o, s) = _chunked
-            ? DeltaRule.Chunked(_qg, _kg, _vg, _betag, ChunkSize)
-            : DeltaRule.Recurrent(_qg, _kg, _vg, _betag);
-        (o.sum() + s.sum()).backward();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        foreach (var t in new[] { _q, _k, _v, _beta, _qg, _kg, _vg, _betag }) t.Dispose();
-    }
+    /// <inheritdoc />
+    protected override (Tensor Output, Tensor FinalState) Run(Tensor[] x, bool chunked) =>
+        chunked ? DeltaRule.Chunked(x[0], x[1], x[2], x[3], ChunkSize) : DeltaRule.Recurrent(x[0], x[1], x[2], x[3]);
 }
