@@ -72,24 +72,18 @@ public static class DeltaRule
     /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is less than 1.</exception>
     public static (Tensor Output, Tensor FinalState) Chunked(
-        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        ChunkedOnPath(q, k, v, beta, chunkSize, initialState, cuSeqlens, KernelPath.Auto);
+
+    /// <summary><see cref="Chunked"/> on a chosen path (tests run both on CPU).</summary>
+    internal static (Tensor Output, Tensor FinalState) ChunkedOnPath(
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize, Tensor? initialState, Tensor? cuSeqlens, KernelPath path)
     {
         if (cuSeqlens is not null) return ChunkedPacked(q, k, v, beta, chunkSize, initialState, cuSeqlens, DefaultPackedLayout);
         var (b, nh, l, dk, dv) = Validate(q, k, v, beta, initialState);
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        if (l > SequenceSegments.Length(chunkSize))
-        {
-            // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
-            // state: the same chunks and the same math, but each segment's [BH, N, C, D] temporaries stay small
-            // enough for the caches, so the time grows linearly in L.
-            var (joined, last) = SequenceSegments.Run(l, chunkSize, initialState, (start, len, state) =>
-                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
-                    beta.narrow(2, start, len), chunkSize, state));
-            return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
-        }
-
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
@@ -108,10 +102,11 @@ public static class DeltaRule
             bc = nn.functional.pad(bc, new long[] { 0, lp - l });
         }
 
-        Tensor s = initialState is null
+        Tensor s0 = initialState is null
             ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
-            : initialState.to(dtype).reshape(bh, dk, dv);
-        var o = ChunkCore(qc, kc, vc, bc, bh, n, c, dk, dv, ref s, null, null);
+            : initialState.to(dtype).reshape(bh, dk, dv).contiguous();
+        var (o, s) = DeltaRuleChunkFunction.Run(qc.reshape(bh, lp, dk).contiguous(), kc.reshape(bh, lp, dk).contiguous(),
+            vc.reshape(bh, lp, dv).contiguous(), bc.reshape(bh, lp).contiguous(), s0, chunkSize, path);
         var output = o.reshape(b, nh, lp, dv);
         if (lp != l) output = output.narrow(2, 0, l).contiguous();
         if (output.dtype != outDtype) output = output.to(outDtype);
