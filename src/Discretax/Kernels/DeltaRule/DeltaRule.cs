@@ -28,12 +28,13 @@ namespace Discretax.Kernels;
 /// <code>
 /// U' = U - W S,      O = Q S + tril(Q K^T) U',      S &lt;- S + K^T U'.
 /// </code>
-/// Here every chunk's <c>A</c>, inverse <c>T</c> (computed by exact forward substitution for all chunks at once,
-/// see <c>UnitLowerInverse</c>; measured several times faster on CPU than a batched
-/// <c>linalg.solve_triangular</c>), <c>Q K^T</c> and output products are single batched
-/// operations over all chunks; only <c>U' = U - W S</c> and <c>S += K^T U'</c> run in a loop over chunks
-/// (two fused <c>baddbmm</c> calls per chunk). The outputs of all chunks are formed in two batched products
-/// once every chunk's entering state is known.
+/// Two implementations of this math, one autograd function with a hand-written backward that recomputes each
+/// chunk from the inputs and the state entering it (saved memory O(L D + (L / C) Dk Dv) per head; the math of the
+/// backward is on <c>DeltaRuleChunkFunction</c>): on CPU (float32 / float64, x64 with AVX2 and FMA) a compiled C# kernel
+/// runs each (batch, head) pair's chunks one after the other, every product on cache-resident blocks, parallel over
+/// B x NH; on other devices the chunks are batched tensor operations (the UT transform, <c>Q K^T</c> and the output
+/// products over all chunks of a ~1024-step segment at once, only <c>U' = U - W S</c> and <c>S += K^T U'</c> per chunk).
+/// The packed (<c>cuSeqlens</c>) layouts differentiate their tensor operations with autograd.
 /// </para>
 /// <para>
 /// Any length: the sequence is padded at the end to a multiple of the chunk size with
@@ -46,11 +47,10 @@ namespace Discretax.Kernels;
 public static class DeltaRule
 {
     /// <summary>
-    /// The delta rule in the chunkwise WY / UT-transform form: per chunk a batched unit lower-triangular
-    /// solve and batched products; only the state hand-off runs sequentially over chunks. Differentiable
-    /// (autograd) with respect to every input. Sequences longer than about 1024 steps are processed in segments of
-    /// whole chunks with the state carried across (<see cref="SequenceSegments"/>), which changes nothing in the math
-    /// and keeps the time linear in L.
+    /// The delta rule in the chunkwise WY / UT-transform form: per chunk a unit lower-triangular inverse and matrix
+    /// products; only the state hand-off runs sequentially over chunks. Differentiable with respect to every input by a
+    /// custom backward (recomputing, linear in L); on CPU a compiled kernel, elsewhere tensor operations in segments of
+    /// about 1024 steps (<see cref="SequenceSegments"/>). Double backward is not supported.
     /// </summary>
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c> (normally L2-normalized by the caller).</param>
