@@ -45,3 +45,23 @@ internal static class CpuChannelBlocks
             Parallel.For(0, tasks, Body);
     }
 }
+
+/// <summary>
+/// The parallel loop of the compiled chunk kernels: one task per (batch, head) pair, at most as many at once as
+/// libtorch's intra-op thread count (<c>torch.get_num_threads()</c>), so that a program that limits libtorch to one
+/// thread (the MNIST sample's default) also runs the compiled kernels on one.
+/// </summary>
+internal static class KernelParallel
+{
+    /// <summary>Runs <paramref name="body"/>(i) for i in [0, count), in parallel up to libtorch's thread count.</summary>
+    internal static void For(int count, Action<int> body)
+    {
+        int threads = Math.Max(1, TorchSharp.torch.get_num_threads());
+        if (threads == 1 || count == 1)
+        {
+            for (int i = 0; i < count; i++) body(i);
+            return;
+        }
+        Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+    }
+}

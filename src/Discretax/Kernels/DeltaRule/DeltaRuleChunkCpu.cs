@@ -74,7 +74,7 @@ internal static unsafe class DeltaRuleChunkCpu
         long stride = d.Lp * d.Dv + (long)d.Dk * d.Dv;
         nint pq = Ptr<T>(q), pk = Ptr<T>(k), pv = Ptr<T>(v), pb = Ptr<T>(beta), ps0 = Ptr<T>(s0),
             pr = Ptr<T>(result), pse = Ptr<T>(sEnter);
-        Parallel.For(0, d.BH, h =>
+        KernelParallel.For(d.BH, h =>
         {
             int c = d.C, dk = d.Dk, dv = d.Dv;
             long cc = (long)c * c, kv = (long)dk * dv;
@@ -180,7 +180,7 @@ internal static unsafe class DeltaRuleChunkCpu
         nint pq = Ptr<T>(q), pk = Ptr<T>(k), pv = Ptr<T>(v), pb = Ptr<T>(beta), pse = Ptr<T>(sEnter),
             pdr = Ptr<T>(dResult), pdq = Ptr<T>(dq), pdk = Ptr<T>(dk), pdv = Ptr<T>(dv),
             pdb = Ptr<T>(dbeta), pds0 = Ptr<T>(ds0);
-        Parallel.For(0, d.BH, h =>
+        KernelParallel.For(d.BH, h =>
         {
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, cdk = (long)c * dkk, cdv = (long)c * dvv;
