@@ -86,8 +86,9 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         return (h.MoveToOuterDisposeScope(), c.MoveToOuterDisposeScope(), n.MoveToOuterDisposeScope(), m.MoveToOuterDisposeScope());
     }
 
-    /// <summary>The number of tensors the last tracked forward saved for the backward, and their total elements (tests).</summary>
-    internal static (int Count, long Elements) LastSaved { get; private set; }
+    /// <summary>The number of tensors the last tracked forward on this thread saved for the backward, and their total
+    /// elements (tests).</summary>
+    [ThreadStatic] internal static (int Count, long Elements) LastSaved;
 
     private record struct ForwardResult(Tensor H, Tensor Den, Tensor States, Tensor Ms, Tensor C, Tensor N, Tensor M);
 
