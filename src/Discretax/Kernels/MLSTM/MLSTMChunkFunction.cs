@@ -180,7 +180,7 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
     /// <summary>One segment's inputs as contiguous chunks, and its recomputed gate matrix.</summary>
     private sealed class Segment
     {
-        internal Tensor Q = null!, K = null!, V = null!, Vh = null!, I = null!, Lf = null!, B = null!;
+        internal Tensor Q = null!, K = null!, Vh = null!, I = null!, Lf = null!, B = null!;
         /// <summary><c>D [B, NH, g, c, c]</c>; <see cref="Stabilize"/> turns it into E in place.</summary>
         internal Tensor D = null!;
         internal Tensor RowMax = null!, Mt = null!, InterLog = null!;
@@ -193,13 +193,14 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
             {
                 Q = Chunks(qs),
                 K = Chunks(ks),
-                V = Chunks(vs),
                 I = ig.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs),
                 Lf = lf.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs),
             };
-            x.Vh = cat(new[] { x.V, ones(new[] { batch, heads, g, cs, 1 }, dtype: vs.dtype, device: vs.device) }, -1);
+            // V̂ = [V | 1], written in one pass (no separate contiguous copy of V).
+            x.Vh = empty(new[] { batch, heads, g, cs, dv + 1 }, dtype: vs.dtype, device: vs.device);
+            x.Vh.narrow(-1, 0, dv).copy_(vs.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs, dv));
+            x.Vh.select(-1, dv).fill_(1.0);
             _ = dk;
-            _ = dv;
             x.B = x.Lf.cumsum(-1);
             // D_tj = i_j + f'_{j+1} + ... + f'_t: column sums of [s, j] = f'_s (s > j), i_j (s = j), 0 (s < j).
             var rows = x.Lf.unsqueeze(-1).expand(batch, heads, g, cs, cs);
@@ -314,8 +315,7 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
                 var e = x.D;                                              // E
                 var stIn = st.narrow(2, 0, g);
 
-                var qk = x.Q.matmul(x.K.transpose(-1, -2));
-                var s = (qk * e).masked_fill_(masks.Upper, 0.0);
+                var s = x.Q.matmul(x.K.transpose(-1, -2)).mul_(e).masked_fill_(masks.Upper, 0.0);
 
                 // Output gradients per step.
                 var dn = den.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs);
