@@ -184,10 +184,12 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         /// <summary><c>D [B, NH, g, c, c]</c>; <see cref="Stabilize"/> turns it into E in place.</summary>
         internal Tensor D = null!;
         internal Tensor RowMax = null!, Mt = null!, InterLog = null!;
+        /// <summary>The argmax j* of every row of D (only when <see cref="Stabilize"/> is asked for indices).</summary>
+        internal Tensor? ArgMax;
 
         internal static Segment Load(Tensor qs, Tensor ks, Tensor vs, Tensor ig, Tensor lf, long c, long g, long cs, Masks masks)
         {
-            long batch = qs.shape[0], heads = qs.shape[1], dk = qs.shape[3], dv = vs.shape[3];
+            long batch = qs.shape[0], heads = qs.shape[1], dv = vs.shape[3];
             Tensor Chunks(Tensor t) => t.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs, t.shape[3]).contiguous();
             var x = new Segment
             {
@@ -200,7 +202,6 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
             x.Vh = empty(new[] { batch, heads, g, cs, dv + 1 }, dtype: vs.dtype, device: vs.device);
             x.Vh.narrow(-1, 0, dv).copy_(vs.narrow(2, c * cs, g * cs).reshape(batch, heads, g, cs, dv));
             x.Vh.select(-1, dv).fill_(1.0);
-            _ = dk;
             x.B = x.Lf.cumsum(-1);
             // D_tj = i_j + f'_{j+1} + ... + f'_t: column sums of [s, j] = f'_s (s > j), i_j (s = j), 0 (s < j).
             var rows = x.Lf.unsqueeze(-1).expand(batch, heads, g, cs, cs);
@@ -216,12 +217,10 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         /// </summary>
         internal Tensor Stabilize(Tensor mst, long cs, bool indices = false)
         {
-            Tensor? arg = null;
             if (indices)
             {
-                var (values, idx) = D.max(-1);
+                var (values, idx) = D.max(-1);   // the backward routes each row's stabilizer gradient to its argmax
                 RowMax = values;
-                arg = idx;
                 ArgMax = idx;
             }
             else RowMax = D.amax(new long[] { -1 });
@@ -234,8 +233,6 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
             D.sub_(Mt.unsqueeze(-1)).exp_();
             return (InterLog - Mt).exp_();
         }
-
-        internal Tensor? ArgMax;
     }
 
     /// <inheritdoc/>
