@@ -44,6 +44,15 @@ public static class MLSTMKernel
     /// chunks are formed together with batched matrix products. Any L: the last chunk is padded with steps that
     /// leave the state unchanged (log forget gate 0, input gate -inf, q = k = v = 0) and the padding is cut off.
     /// </summary>
+    /// <remarks>
+    /// Ordinary batches run through a custom autograd function (<c>MLSTMChunkFunction</c>, its math in its XML doc): the
+    /// forward builds no autograd graph and saves the inputs, the output, the per-step denominators and the state
+    /// entering every chunk (O(L D + (L / c) Dk Dv) per head), and the hand-written backward recomputes the intra-chunk
+    /// matrices segment by segment; the gradients of every input, the initial state and both outputs (the output and
+    /// the final state, m included) are exact for this forward (the subgradient of the maxima goes to the winning term,
+    /// as autograd through <see cref="Recurrent"/>). No double backward. Packed sequences (<paramref name="cuSeqlens"/>)
+    /// still differentiate through the tensor operations (autograd saves the per-chunk c x c matrices there).
+    /// </remarks>
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
@@ -70,20 +79,7 @@ public static class MLSTMKernel
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        if (length > SequenceSegments.Length(chunkSize))
-        {
-            // Long sequences go through in segments of whole chunks with the state (C, n, m) carried: the same
-            // chunks and the same arithmetic, with cache-sized temporaries, so the time grows linearly in L.
-            var (joined, final) = SequenceSegments.Run<MLSTMKernelState?>(length, chunkSize, initialState, (start, len, state) =>
-                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
-                    inputGate.narrow(2, start, len), forgetGate.narrow(2, start, len), chunkSize, state, eps),
-                release: state => state?.Dispose());
-            return (joined.MoveToOuterDisposeScope(), final!.Value.MoveToOuterDisposeScope());
-        }
-
         var ct = Precision.StateDType(q.dtype);
-        var (c, n, m) = InitialState(initialState, batch, heads, dk, dv, ct, q.device);
-
         long cs = Math.Min(chunkSize, length);
         long nc = (length + cs - 1) / cs;
         long pad = nc * cs - length;
@@ -102,18 +98,22 @@ public static class MLSTMKernel
             ig = nn.functional.pad(ig, new long[] { 0, pad }, value: double.NegativeInfinity);
             lf = nn.functional.pad(lf, new long[] { 0, pad }, value: 0.0);
         }
+        Tensor? c0 = null, n0 = null, m0 = null;
+        if (initialState is MLSTMKernelState init) (c0, n0, m0) = (init.C.to(ct), init.N.to(ct), init.M.to(ct));
 
-        var h = ChunkCore(qs, ks, vs, ig, lf, batch, heads, nc, cs, dk, dv, eps, ref c, ref n, ref m, null, null);
+        // The custom autograd function (MLSTMChunkFunction): segments of SequenceSegments.Length inside, a forward
+        // without graph and a backward that recomputes the intra-chunk matrices from the saved chunk states.
+        var (h, c, n, m) = MLSTMChunkFunction.Run(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps);
 
-        var output = h.reshape(batch, heads, nc * cs, dv);
-        if (pad > 0) output = output.narrow(2, 0, length);
+        var output = pad > 0 ? h.narrow(2, 0, length) : h;
         output = output.to(q.dtype);
 
         return (output.MoveToOuterDisposeScope(), new MLSTMKernelState(c, n, m).MoveToOuterDisposeScope());
     }
 
     /// <summary>
-    /// The chunkwise mLSTM over inputs already padded to <c>nc * cs</c> steps (scaled queries, log forget gates, in the
+    /// The packed path's chunkwise mLSTM (differentiated by autograd) over inputs already padded to <c>nc * cs</c> steps
+    /// (scaled queries, log forget gates, in the
     /// compute dtype), from the state (c, n, m), which holds the state after the last chunk on return. Returns the
     /// outputs <c>[B, NH, NC, CS, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering
     /// chunk j; <paramref name="exit"/> sees the state after chunk j.
