@@ -57,7 +57,7 @@ namespace Discretax.Kernels;
 /// </remarks>
 internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChunkFunction>
 {
-    private sealed record Sizes(long ChunkSize, double Eps, bool HasState);
+    private sealed record Sizes(long ChunkSize, double Eps, bool HasState, bool Compiled);
 
     /// <inheritdoc/>
     public override string Name => "MLSTMChunkwiseBackward";
@@ -67,20 +67,23 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
     /// Returns the outputs <c>[B, NH, L, Dv]</c> and the final C, n, m (all new tensors).
     /// </summary>
     internal static (Tensor H, Tensor C, Tensor N, Tensor M) Run(Tensor qs, Tensor ks, Tensor vs, Tensor ig, Tensor lf,
-        Tensor? c0, Tensor? n0, Tensor? m0, long chunkSize, double eps)
+        Tensor? c0, Tensor? n0, Tensor? m0, long chunkSize, double eps, KernelPath path = KernelPath.Auto)
     {
+        bool compiled = path == KernelPath.Auto && MLSTMChunkCpu.Supports(qs);
         using var scope = NewDisposeScope();
         bool track = is_grad_enabled() && new[] { qs, ks, vs, ig, lf, c0, n0, m0 }.Any(t => t is not null && t.requires_grad);
         Tensor h, c, n, m;
         if (track)
         {
-            var o = apply(qs, ks, vs, ig, lf, c0!, n0!, m0!, chunkSize, eps);
+            var o = apply(qs, ks, vs, ig, lf, c0!, n0!, m0!, chunkSize, eps, compiled);
             (h, c, n, m) = (o[0], o[1], o[2], o[3]);
         }
         else
         {
             using var _ = no_grad();
-            var f = Forward(qs, ks, vs, ig, lf, c0, n0, m0, chunkSize, eps, keep: false);
+            var f = compiled
+                ? CompiledForward(qs.contiguous(), ks.contiguous(), vs.contiguous(), ig.contiguous(), lf.contiguous(), c0, n0, m0, chunkSize, eps, keep: false)
+                : Forward(qs, ks, vs, ig, lf, c0, n0, m0, chunkSize, eps, keep: false);
             (h, c, n, m) = (f.H, f.C, f.N, f.M);
         }
         return (h.MoveToOuterDisposeScope(), c.MoveToOuterDisposeScope(), n.MoveToOuterDisposeScope(), m.MoveToOuterDisposeScope());
@@ -156,6 +159,39 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         }
 
         long fin = keep ? nc : last;
+        var final = states.select(2, fin);
+        var cf = final.narrow(-1, 0, dv).clone();
+        var nf = final.select(-1, dv).clone();
+        var mf = ms.select(2, fin).clone();
+        return new ForwardResult(h.MoveToOuterDisposeScope(), den.MoveToOuterDisposeScope(), states.MoveToOuterDisposeScope(),
+            ms.MoveToOuterDisposeScope(), cf.MoveToOuterDisposeScope(), nf.MoveToOuterDisposeScope(), mf.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> by the compiled CPU kernel (<see cref="MLSTMChunkCpu"/>) over contiguous inputs: the same
+    /// results and, with <paramref name="keep"/>, the same saved layout (without it, two state slots: entering and final).
+    /// </summary>
+    private static ForwardResult CompiledForward(Tensor qs, Tensor ks, Tensor vs, Tensor ig, Tensor lf, Tensor? c0, Tensor? n0, Tensor? m0,
+        long cs, double eps, bool keep)
+    {
+        using var scope = NewDisposeScope();
+        long batch = qs.shape[0], heads = qs.shape[1], length = qs.shape[2], dk = qs.shape[3], dv = vs.shape[3];
+        long nc = length / cs;
+        long slots = keep ? nc + 1 : 2;
+        var h = empty(new[] { batch, heads, length, dv }, dtype: qs.dtype, device: qs.device);
+        var den = empty(new[] { batch, heads, length }, dtype: qs.dtype, device: qs.device);
+        var states = empty(new[] { batch, heads, slots, dk, dv + 1 }, dtype: qs.dtype, device: qs.device);
+        var ms = empty(new[] { batch, heads, slots }, dtype: qs.dtype, device: qs.device);
+        var first = states.select(2, 0);
+        if (c0 is null) first.zero_();
+        else
+        {
+            first.narrow(-1, 0, dv).copy_(c0);
+            first.select(-1, dv).copy_(n0!);
+        }
+        if (m0 is null) ms.select(2, 0).zero_(); else ms.select(2, 0).copy_(m0);
+        MLSTMChunkCpu.Forward(qs, ks, vs, ig, lf, (int)cs, eps, keep, states, ms, h, den);
+        long fin = keep ? nc : 1;
         var final = states.select(2, fin);
         var cf = final.narrow(-1, 0, dv).clone();
         var nf = final.select(-1, dv).clone();
@@ -249,12 +285,24 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         var m0 = vars[7] as Tensor;
         long cs = Convert.ToInt64(vars[8]);
         double eps = (double)vars[9];
+        bool compiled = (bool)vars[10];
         using var scope = NewDisposeScope();
-        var f = Forward(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps, keep: true);
+        if (compiled)
+        {
+            // The compiled kernel reads contiguous memory; the contiguous inputs are what the backward reads too.
+            qs = qs.contiguous().MoveToOuterDisposeScope();
+            ks = ks.contiguous().MoveToOuterDisposeScope();
+            vs = vs.contiguous().MoveToOuterDisposeScope();
+            ig = ig.contiguous().MoveToOuterDisposeScope();
+            lf = lf.contiguous().MoveToOuterDisposeScope();
+        }
+        var f = compiled
+            ? CompiledForward(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps, keep: true)
+            : Forward(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps, keep: true);
         var saved = new List<Tensor> { qs, ks, vs, ig, lf, f.H, f.Den, f.States, f.Ms };
         ctx.save_for_backward(saved);
         LastSaved = (saved.Count, saved.Sum(t => t.numel()));
-        ctx.save_data("sizes", new Sizes(cs, eps, c0 is not null));
+        ctx.save_data("sizes", new Sizes(cs, eps, c0 is not null, compiled));
         ctx.set_materialize_grads(false);
         f.Den.MoveToOuterDisposeScope();
         f.States.MoveToOuterDisposeScope();
@@ -287,6 +335,19 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
             var masks = new Masks(cs, dev);
 
             var dh = Defined(gradOutputs[0]) ? gradOutputs[0] : null;
+            if (sizes.Compiled)
+            {
+                dq = empty_like(qs); dk = empty_like(ks); dv = empty_like(vs); di = empty_like(ig); dlf = empty_like(lf);
+                var dc = empty(new[] { batch, heads, dkd, dvd }, dtype: dt, device: dev);
+                var dnz = empty(new[] { batch, heads, dkd }, dtype: dt, device: dev);
+                var dmz = empty(new[] { batch, heads }, dtype: dt, device: dev);
+                MLSTMChunkCpu.Backward(qs, ks, vs, ig, lf, h, den, states, ms, (int)cs, eps, dh?.contiguous(),
+                    Defined(gradOutputs[1]) ? gradOutputs[1].contiguous() : null, Defined(gradOutputs[2]) ? gradOutputs[2].contiguous() : null,
+                    Defined(gradOutputs[3]) ? gradOutputs[3].contiguous() : null, dq, dk, dv, di, dlf, dc, dnz, dmz);
+                if (sizes.HasState) (dc0, dn0, dm0) = (dc.MoveToOuterDisposeScope(), dnz.MoveToOuterDisposeScope(), dmz.MoveToOuterDisposeScope());
+                foreach (var t in new[] { dq, dk, dv, di, dlf }) t.MoveToOuterDisposeScope();
+                goto done;
+            }
             // The gradient of the final state, [dC | dn], and of its m.
             var dState = zeros(new[] { batch, heads, dkd, dvd + 1 }, dtype: dt, device: dev);
             if (Defined(gradOutputs[1])) dState.narrow(-1, 0, dvd).copy_(gradOutputs[1]);
@@ -397,9 +458,10 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
             dv.MoveToOuterDisposeScope();
             di.MoveToOuterDisposeScope();
             dlf.MoveToOuterDisposeScope();
+        done:;
         }
         AutogradBuffers.Release(gradOutputs.ToArray());
         // Null for the non-tensor arguments (chunk size, eps) and for an absent initial state.
-        return AutogradBuffers.Return(dq, dk, dv, di, dlf, dc0, dn0, dm0, null, null);
+        return AutogradBuffers.Return(dq, dk, dv, di, dlf, dc0, dn0, dm0, null, null, null);
     }
 }

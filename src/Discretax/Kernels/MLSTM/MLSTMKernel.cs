@@ -75,6 +75,13 @@ public static class MLSTMKernel
         double eps = 1e-6, Tensor? cuSeqlens = null)
     {
         if (cuSeqlens is not null) return ChunkedPacked(q, k, v, inputGate, forgetGate, chunkSize, initialState, eps, cuSeqlens);
+        return ChunkedOnPath(q, k, v, inputGate, forgetGate, chunkSize, initialState, eps, KernelPath.Auto);
+    }
+
+    /// <summary><see cref="Chunked"/> (ordinary batches) on a chosen path: tests run the tensor path on CPU too.</summary>
+    internal static (Tensor Output, MLSTMKernelState FinalState) ChunkedOnPath(Tensor q, Tensor k, Tensor v,
+        Tensor inputGate, Tensor forgetGate, int chunkSize, MLSTMKernelState? initialState, double eps, KernelPath path)
+    {
         var (batch, heads, length, dk, dv) = Validate(q, k, v, inputGate, forgetGate, initialState, eps);
         Check.AtLeast(chunkSize, 1);
 
@@ -103,7 +110,7 @@ public static class MLSTMKernel
 
         // The custom autograd function (MLSTMChunkFunction): segments of SequenceSegments.Length inside, a forward
         // without graph and a backward that recomputes the intra-chunk matrices from the saved chunk states.
-        var (h, c, n, m) = MLSTMChunkFunction.Run(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps);
+        var (h, c, n, m) = MLSTMChunkFunction.Run(qs, ks, vs, ig, lf, c0, n0, m0, cs, eps, path);
 
         var output = pad > 0 ? h.narrow(2, 0, length) : h;
         output = output.to(q.dtype);

@@ -39,13 +39,13 @@ public class MLSTMChunkFunctionTests
     /// <paramref name="seed"/>; the parts of the loss as <paramref name="loss"/> says.
     /// </summary>
     private static (Tensor O, Tensor C, Tensor N, Tensor M, Tensor?[] Grads) Run(bool chunked, Tensor[] leaves, int chunk, bool withState,
-        Loss loss, ulong seed)
+        Loss loss, ulong seed, KernelPath path = KernelPath.Auto)
     {
         using var scope = NewDisposeScope();
         var xs = leaves.Select(t => t.detach().clone().requires_grad_(true)).ToArray();
         var init = withState ? new MLSTMKernelState(xs[5], xs[6], xs[7]) : (MLSTMKernelState?)null;
         var (o, s) = chunked
-            ? MLSTMKernel.Chunked(xs[0], xs[1], xs[2], xs[3], xs[4], chunk, init)
+            ? MLSTMKernel.ChunkedOnPath(xs[0], xs[1], xs[2], xs[3], xs[4], chunk, init, 1e-6, path)
             : MLSTMKernel.Recurrent(xs[0], xs[1], xs[2], xs[3], xs[4], init);
         var g = new Generator(seed);
         // Drawn in float64 and cast, so that float32 and float64 runs see the same upstream gradients.
@@ -70,10 +70,11 @@ public class MLSTMChunkFunctionTests
         return diff / Math.Max(1.0, b.to(ScalarType.Float64).abs().max().item<double>());
     }
 
-    private static void AgreeWithRecurrent(Tensor[] leaves, int chunk, bool withState, Loss loss, double tol, ulong seed = 7)
+    private static void AgreeWithRecurrent(Tensor[] leaves, int chunk, bool withState, Loss loss, double tol, ulong seed = 7,
+        KernelPath path = KernelPath.Auto)
     {
         using var scope = NewDisposeScope();
-        var c = Run(true, leaves, chunk, withState, loss, seed);
+        var c = Run(true, leaves, chunk, withState, loss, seed, path);
         var r = Run(false, leaves, chunk, withState, loss, seed);
         Rel(c.O, r.O).Should().BeLessThan(tol, "output");
         Rel(c.C, r.C).Should().BeLessThan(tol, "C");
@@ -115,6 +116,33 @@ public class MLSTMChunkFunctionTests
         using var scope = NewDisposeScope();
         var leaves = Draw((ulong)(1000 + length * 10 + chunk), 2, 2, length, 4, 3, gateScale);
         AgreeWithRecurrent(leaves, chunk, withState, Loss.Both, 1e-9);
+    }
+
+    /// <summary>
+    /// The same cases on the tensor path (the one CUDA runs; on CPU the compiled kernel is the default and the cases above
+    /// test it): against the recurrence in float64, 1e-9.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void TensorPathGradientsEqualAutogradThroughTheRecurrence(long length, int chunk, bool withState, double gateScale)
+    {
+        using var scope = NewDisposeScope();
+        var leaves = Draw((ulong)(1000 + length * 10 + chunk), 2, 2, length, 4, 3, gateScale);
+        AgreeWithRecurrent(leaves, chunk, withState, Loss.Both, 1e-9, path: KernelPath.Tensor);
+    }
+
+    /// <summary>
+    /// Head size 64 and chunk 64 (the benchmarks' shapes; every vector tile of the compiled kernel full), 150 steps,
+    /// both paths against the recurrence in float64, 1e-9.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void HeadSize64EqualsTheRecurrenceOnBothPaths(bool compiled)
+    {
+        using var scope = NewDisposeScope();
+        var leaves = Draw(77, 1, 2, 150, 64, 64, 3.0);
+        AgreeWithRecurrent(leaves, 64, true, Loss.Both, 1e-9, path: compiled ? KernelPath.Auto : KernelPath.Tensor);
     }
 
     /// <summary>A loss on the output alone and on the final state alone (the other incoming gradient undefined), float64, 1e-9.</summary>
