@@ -44,7 +44,7 @@ namespace Discretax.Kernels;
 /// <code>
 /// dQ  = diag(e) dO S^T + (dP ⊙ Gamma) K,          dP = dO U'^T,
 /// dW  = -dU' S^T,   dT = dW X^T + dU' Vb^T,   dX = T^T dW,   dVb = T^T dU',
-/// dA  = -tril(T^T dT T^T, -1),   dM = dA ⊙ Gamma,   dKb = dM K,   dKd = U' dS'^T,
+/// dA  = -tril(T^T dT T^T, -1) = -tril((dX X^T + dVb Vb^T) T^T, -1),   dM = dA ⊙ Gamma,   dKb = dM K,   dKd = U' dS'^T,
 /// dK  = (dP ⊙ Gamma)^T Q + diag(f) dKd + dM^T Kb + diag(beta e) dX + diag(beta) dKb,
 /// dV  = diag(beta) dVb,
 /// dbeta_i = e_i (dX K^T)_ii + (dKb K^T)_ii + (dVb V^T)_ii,
@@ -355,11 +355,12 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
             }
 
             // The UT transform: W = T X, U = T Vb, T = (I + tril(M ⊙ Gamma, -1))^{-1}.
+            // dT = dW X^T + dU' Vb^T and dA = -tril(T^T dT T^T, -1) = -tril((dX X^T + dVb Vb^T) T^T, -1).
             var dW = dUp.matmul(sEnterT).neg_();                                  // [BH, m, C, Dk]
-            var dT = dW.matmul(x.transpose(-1, -2)).add_(dUp.matmul(vb.transpose(-1, -2)));
             var dX = tT.matmul(dW);
             var dVb = tT.matmul(dUp);
-            var dA = tT.matmul(dT).matmul(tT).tril_(-1).neg_();
+            var dA = Flat(dVb).baddbmm(Flat(vb).transpose(1, 2), Flat(dX).bmm(Flat(x).transpose(1, 2)), beta: 1, alpha: 1)
+                .reshape(bh, m, c, c).matmul(tT).tril_(-1).neg_();
             dGamma.add_(dA * mm);
             var dM = dA.mul_(gamma);
             var dKb = dM.matmul(ks);
@@ -393,6 +394,9 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
     /// the scope a tensor is in drops it from that scope without re-adding it, leaving it to the finalizer).
     /// </summary>
     private static Tensor KeepIn(DisposeScope scope, Tensor t) => scope.Contains(t) ? t : t.MoveToOtherDisposeScope(scope);
+
+    /// <summary><paramref name="t"/> <c>[BH, m, R, S]</c> as <c>[BH m, R, S]</c> (a view when contiguous).</summary>
+    private static Tensor Flat(Tensor t) => t.reshape(-1, t.shape[^2], t.shape[^1]);
 
     /// <summary><c>input + alpha * (batch1 @ batch2)</c> as one fused <c>baddbmm</c>.</summary>
     private static Tensor AddBmm(Tensor input, Tensor batch1, Tensor batch2, float alpha) =>

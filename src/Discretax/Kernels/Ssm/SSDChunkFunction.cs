@@ -125,7 +125,7 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
 
     /// <summary>
     /// The forward over whole chunks, segment by segment (<see cref="SequenceSegments"/>); with
-    /// <paramref name="keepStates"/> also every chunk's entering state <c>[B, G, r, L / C, P, N]</c>.
+    /// <paramref name="keepStates"/> also every chunk's entering state <c>[B, G, L / C, r, P, N]</c>.
     /// </summary>
     internal static (Tensor Output, Tensor Finals, Tensor? States) Forward(Tensor x, Tensor a, Tensor b, Tensor c,
         Tensor initial, GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize, bool keepStates)
@@ -139,7 +139,7 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
         var startsAt = bounds.StartsAt(n);
         var endsAt = bounds.EndsAt(n);
         var output = empty(new[] { bsz, g, r, l, p }, dtype: x.dtype, device: x.device);
-        var states = keepStates ? empty(new[] { bsz, g, r, n, p, ns }, dtype: x.dtype, device: x.device) : null;
+        var states = keepStates ? empty(new[] { bsz, g, n, r, p, ns }, dtype: x.dtype, device: x.device) : null;
         var finals = new Tensor[count];
         long group = SequenceSegments.Length(chunkSize) / cs;
         Tensor state = init[startsAt[0]];
@@ -175,9 +175,9 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
             KeepIn(outer, state);
 
             // All chunks' readouts at once: Y_off = diag(e) C S^T, per group for its r heads together.
-            var sEnter = stack(entering, 3);                                         // [B, G, r, m, P, N]
-            if (states is not null) states.narrow(3, c0, m).copy_(sEnter);
-            var merge = sEnter.permute(0, 1, 3, 2, 4, 5).reshape(bgm, r * p, ns);
+            var sEnter = stack(entering, 2);                                         // [B, G, m, r, P, N]
+            if (states is not null) states.narrow(2, c0, m).copy_(sEnter);
+            var merge = sEnter.reshape(bgm, r * p, ns);
             var yOff = c3.bmm(merge.transpose(1, 2)).reshape(bsz, g, m, cs, r, p).permute(0, 1, 4, 2, 3, 5);
             output.narrow(3, c0 * cs, m * cs).copy_(yDiag.addcmul_(yOff, e, 1).reshape(bsz, g, r, m * cs, p));
         }
@@ -233,16 +233,23 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
         {
             using var segmentScope = NewDisposeScope();
             long c0 = sg * group, m = Math.Min(group, n - c0);
+            long bgm = bsz * g * m;
             var xs = xf.narrow(3, c0 * cs, m * cs).reshape(bsz, g, r, m, cs, p);
-            var b4 = b.narrow(2, c0 * cs, m * cs).reshape(bsz, g, 1, m, cs, ns);
-            var c4 = c.narrow(2, c0 * cs, m * cs).reshape(bsz, g, 1, m, cs, ns);
+            var b3 = b.narrow(2, c0 * cs, m * cs).reshape(bgm, cs, ns);
+            var c3 = c.narrow(2, c0 * cs, m * cs).reshape(bgm, cs, ns);
             var dys = dyf?.narrow(3, c0 * cs, m * cs).reshape(bsz, g, r, m, cs, p);
-            var sEnter = states.narrow(3, c0, m);                                    // [B, G, r, m, P, N]
+            var sv = states.narrow(2, c0, m).reshape(bgm, r * p, ns);               // the entering states, the r heads stacked
             var (ld, e, ec, w) = Decays(af.narrow(3, c0 * cs, m * cs).reshape(bsz, g, r, m, cs));
-            var cb = c4.matmul(b4.transpose(-1, -2)).tril_();                       // [B, G, 1, m, C, C]
+            var cb = c3.bmm(b3.transpose(1, 2)).tril_().reshape(bsz, g, 1, m, cs, cs);
+            // The group's r heads side by side (their P columns), as in the forward: [B G m, C, r P].
+            Tensor Merge(Tensor t) => r == 1 ? t.reshape(bgm, cs, p) : t.permute(0, 1, 3, 4, 2, 5).reshape(bgm, cs, r * p);
+            Tensor Unmerge(Tensor t) => t.reshape(bsz, g, m, cs, r, p).permute(0, 1, 4, 2, 3, 5);   // back to [B, G, r, m, C, P]
+            Tensor PerHead(Tensor t) => t.reshape(bsz, g, m, cs, r, p).sum(-1).permute(0, 1, 4, 2, 3);  // [B, G, r, m, C]
+            var em = Merge(e.expand(bsz, g, r, m, cs, p));
+            var dyem = dys is null ? null : Merge(dys) * em;                        // diag(e) dY per head, merged
 
             // The reverse pass: dS = e_C dS' + dY^T diag(e) C.
-            var readout = dys is null ? null : (dys * e).transpose(-1, -2).matmul(c4).unbind(3);   // each [B, G, r, P, N]
+            var readout = dyem?.transpose(1, 2).bmm(c3).reshape(bsz, g, m, r, p, ns).unbind(2);   // each [B, G, r, P, N]
             var ecs = ec.unbind(3);
             var dExits = new Tensor[m];
             for (long j = m - 1; j >= 0; j--)
@@ -258,34 +265,35 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
                 }
             }
             KeepIn(outer, dS);
-            var dExit = stack(dExits, 3);                                            // [B, G, r, m, P, N]
+            var ev = stack(dExits, 2).reshape(bgm, r * p, ns);                      // dS' per chunk, the r heads stacked
 
             // The chunk states S' = e_C S + X^T diag(w) B.
-            var bdE = b4.matmul(dExit.transpose(-1, -2));                           // B dS'^T  [B, G, r, m, C, P]
-            var wu = w.unsqueeze(-1);
-            var dX = bdE * wu;
-            var dw = (bdE * xs).sum(-1);                                             // [B, G, r, m, C]
-            var dB = (xs * wu).matmul(dExit).sum(2, keepdim: true);                  // [B, G, 1, m, C, N]
-            var dec = (dExit * sEnter).sum(new long[] { -1, -2 });                   // [B, G, r, m]
+            var xm = Merge(xs);
+            var wm = Merge(w.unsqueeze(-1).expand(bsz, g, r, m, cs, p));
+            var bdE = b3.bmm(ev.transpose(1, 2));                                   // B dS'^T  [B G m, C, r P]
+            var dw = PerHead(bdE * xm);                                             // [B, G, r, m, C]
+            var dXm = bdE.mul_(wm);
+            var dB = (xm * wm).bmm(ev);                                             // summed over the group's heads  [B G m, C, N]
+            var dec = (ev * sv).reshape(bsz, g, m, r, p * ns).sum(-1).permute(0, 1, 3, 2);   // [B, G, r, m]
 
             // The output Y = (CB ⊙ Ld) X + diag(e) C S^T.
-            Tensor dLd, de, dC;
+            Tensor dLd, de, dC, dX;
             if (dys is not null)
             {
-                dX.add_((cb * ld).transpose(-1, -2).matmul(dys));
+                dX = (cb * ld).transpose(-1, -2).matmul(dys).add_(Unmerge(dXm));     // [B, G, r, m, C, P]
                 var dM = dys.matmul(xs.transpose(-1, -2));                           // dY X^T  [B, G, r, m, C, C]
-                var dCB = (dM * ld).sum(2, keepdim: true).tril_();
+                var dCB = (dM * ld).sum(2).tril_().reshape(bgm, cs, cs);
                 dLd = dM.mul_(cb);
-                var dyS = dys.matmul(sEnter);                                        // dY S  [B, G, r, m, C, N]
-                de = (dyS * c4).sum(-1);                                             // [B, G, r, m, C]
-                dC = dCB.matmul(b4).add_((dyS * e).sum(2, keepdim: true));
-                dB.add_(dCB.transpose(-1, -2).matmul(c4));
+                de = PerHead(Merge(dys) * c3.bmm(sv.transpose(1, 2)));              // (dY (C S^T)^T)_ii per head
+                dC = dyem!.baddbmm(sv, dCB.bmm(b3), beta: 1, alpha: 1);             // dCB B + sum_heads diag(e) dY S
+                dB = dCB.transpose(1, 2).baddbmm(c3, dB, beta: 1, alpha: 1);
             }
             else
             {
+                dX = Unmerge(dXm);
                 dLd = zeros(new[] { bsz, g, r, m, cs, cs }, dtype: x.dtype, device: x.device);
                 de = zeros(new[] { bsz, g, r, m, cs }, dtype: x.dtype, device: x.device);
-                dC = zeros(new[] { bsz, g, 1, m, cs, ns }, dtype: x.dtype, device: x.device);
+                dC = zeros(new[] { bgm, cs, ns }, dtype: x.dtype, device: x.device);
             }
 
             // The decays: dD = dLd ⊙ Ld (+ the last row's dw ⊙ w), dA_i = e_i de_i + rowsum_i - colsum_i (+ e_C de_C).
