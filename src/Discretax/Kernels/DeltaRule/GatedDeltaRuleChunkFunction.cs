@@ -84,7 +84,7 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
         }
     }
 
-    private sealed record Sizes(long BH, long L, long Dk, long Dv, long C, long[] OutShape, long[] StateShape,
+    private sealed record Sizes(long BH, long L, long Dk, long Dv, long C, long[] StateShape,
         Bounds Bounds, bool[] NeedsGrad);
 
     /// <inheritdoc/>
@@ -127,7 +127,7 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
         ctx.save_for_backward(saved);
         LastSavedElements = saved.Sum(x => x.numel());
         ctx.save_data("sizes", new Sizes(t[0].shape[0] * t[0].shape[1], t[0].shape[2], t[0].shape[3], t[2].shape[3], c,
-            o.shape, s.shape, bounds, t.Select(x => x.requires_grad).ToArray()));
+            s.shape, bounds, t.Select(x => x.requires_grad).ToArray()));
         ctx.set_materialize_grads(false);
         return new List<Tensor> { o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope() };
     }
