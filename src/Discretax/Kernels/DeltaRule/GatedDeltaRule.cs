@@ -64,8 +64,15 @@ namespace Discretax.Kernels;
 /// Sequences longer than about 1024 steps go through in segments of whole chunks with the state carried across
 /// (<see cref="SequenceSegments"/>). float16 / bfloat16 inputs are computed in float32 (the state is float32); the
 /// output is returned in the dtype of <c>q</c> and the final state in float32. float32 and float64 inputs are
-/// computed and returned in their own dtype. Gradients of every input come from autograd (tensor operations and
-/// <c>UnitLowerInverse</c>).
+/// computed and returned in their own dtype.
+/// </para>
+/// <para>
+/// Gradients: <see cref="Chunked"/> (packed sequences included) is a custom autograd function
+/// (<c>GatedDeltaRuleChunkFunction</c>, its math in its doc comment): the forward keeps no autograd graph and saves
+/// only its inputs and the state entering every chunk (O(L D + (L / C) Dk Dv) per head); the backward recomputes
+/// the decay matrices, <c>T</c>, <c>W</c>, <c>U</c> and <c>U'</c> segment by segment from them and runs one reverse
+/// pass over chunks for the state gradient. Gradients of every input and of both results flow; no double backward.
+/// <see cref="Recurrent"/> is differentiated by autograd through its tensor operations.
 /// </para>
 /// </remarks>
 public static class GatedDeltaRule
@@ -73,7 +80,8 @@ public static class GatedDeltaRule
     /// <summary>
     /// The gated delta rule in the chunkwise WY / UT-transform form (the decay folded into the chunk matrices, see the
     /// class remarks): per chunk a batched unit lower-triangular solve and batched products; only the state hand-off
-    /// runs sequentially over chunks. Differentiable (autograd) with respect to every input. Sequences longer than
+    /// runs sequentially over chunks. Differentiable with respect to every input by a hand-written chunkwise backward
+    /// that recomputes the in-chunk matrices (no double backward; see the class remarks). Sequences longer than
     /// about 1024 steps are processed in segments of whole chunks with the state carried across
     /// (<see cref="SequenceSegments"/>), which changes nothing in the math and keeps the time linear in L.
     /// </summary>
@@ -109,22 +117,11 @@ public static class GatedDeltaRule
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        if (l > SequenceSegments.Length(chunkSize))
-        {
-            // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the state:
-            // the same chunks and the same math, with each segment's [BH, N, C, C] temporaries cache-sized.
-            var (joined, last) = SequenceSegments.Run(l, chunkSize, initialState, (start, len, state) =>
-                Chunked(q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len),
-                    g.narrow(2, start, len), beta.narrow(2, start, len), chunkSize, state));
-            return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
-        }
-
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
         long c = chunkSize;
         long n = (l + c - 1) / c;
         long lp = n * c;
-        long bh = b * nh;
 
         Tensor qc = q.to(dtype), kc = k.to(dtype), vc = v.to(dtype), gc = g.to(dtype), bc = beta.to(dtype);
         if (lp != l)
@@ -139,76 +136,14 @@ public static class GatedDeltaRule
             bc = nn.functional.pad(bc, pad3);
         }
 
-        Tensor s = initialState is null
-            ? zeros(new[] { bh, dk, dv }, dtype: dtype, device: q.device)
-            : initialState.to(dtype).reshape(bh, dk, dv);
-        var o = ChunkCore(qc, kc, vc, gc, bc, bh, n, c, dk, dv, ref s, null, null);
-        var output = o.reshape(b, nh, lp, dv);
+        Tensor s0 = initialState is null
+            ? zeros(new[] { b, nh, dk, dv }, dtype: dtype, device: q.device)
+            : initialState.to(dtype);
+        var (output, final) = GatedDeltaRuleChunkFunction.Run(qc, kc, vc, gc, bc, s0,
+            GatedDeltaRuleChunkFunction.Bounds.Single(n), chunkSize);
         if (lp != l) output = output.narrow(2, 0, l).contiguous();
         if (output.dtype != outDtype) output = output.to(outDtype);
-        var final = s.reshape(b, nh, dk, dv);
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
-    }
-
-    /// <summary>
-    /// The chunkwise gated delta rule over inputs already padded to <c>n * c</c> steps (in the compute dtype), from the
-    /// state <paramref name="s"/> <c>[BH, Dk, Dv]</c>, which holds the state after the last chunk on return. Returns
-    /// the outputs <c>[BH * n, c, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering
-    /// chunk j; <paramref name="exit"/> sees the state after chunk j.
-    /// </summary>
-    private static Tensor ChunkCore(Tensor qc, Tensor kc, Tensor vc, Tensor gc, Tensor bc, long bh, long n, long c,
-        long dk, long dv, ref Tensor s, Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit)
-    {
-        var qs = qc.reshape(bh, n, c, dk);
-        var ks = kc.reshape(bh, n, c, dk);
-        var vs = vc.reshape(bh, n, c, dv);
-        var bs = bc.reshape(bh, n, c, 1);
-
-        // Decays within each chunk, every exponent <= 0 for g <= 0: G_i = g_1 + ... + g_i (cumulative from the chunk's
-        // start) and the segment sums D_ij = g_{j+1} + ... + g_i (j <= i), summed directly (a masked cumulative sum down
-        // the columns), not as G_i - G_j: no cancellation when G is large, and -inf never meets -inf. Above the diagonal
-        // D is replaced by -inf (a select) before the exponential, so Gamma = exp(D) is exactly 0 there.
-        var gs = gc.reshape(bh, n, c);
-        var gcum = gs.cumsum(-1);                                               // G       [BH, N, C]
-        var above = ones(new[] { c, c }, dtype: ScalarType.Bool, device: qc.device).triu(1);
-        var segment = gs.unsqueeze(-1).expand(bh, n, c, c).tril(-1).cumsum(-2);  // [g_r]_{r > j} summed down: D_ij (0 for j >= i)
-        var gamma = segment.masked_fill(above, double.NegativeInfinity).exp();  // Gamma   [BH, N, C, C]
-        var eG = gcum.exp().unsqueeze(-1);                                       // exp(G)        [BH, N, C, 1]
-        var eTail = gamma.select(-2, c - 1).unsqueeze(-1);                       // exp(G_C - G) = Gamma_Ci  [BH, N, C, 1]
-        var eLast = gcum.narrow(-1, c - 1, 1).exp().unsqueeze(-1);               // exp(G_C)      [BH, N, 1, 1]
-
-        // WY / UT transform for all chunks at once: T = (I + tril(diag(beta) (K K^T ⊙ Gamma), -1))^{-1}.
-        var kb = ks * bs;
-        var kt = ks.transpose(-1, -2);                                          // [BH, N, Dk, C]
-        var tInv = UnitLowerInverse.Invert(kb.matmul(kt) * gamma);              // only the strict lower part is read
-        var w = tInv.matmul(kb * eG);                                           // T diag(beta exp(G)) K   [BH, N, C, Dk]
-        var u = tInv.matmul(vs * bs);                                           // T diag(beta) V          [BH, N, C, Dv]
-        var kdt = (ks * eTail).transpose(-1, -2);                               // (diag(exp(G_C - G)) K)^T [BH, N, Dk, C]
-
-        // The only sequential part: per chunk U' = U - W S and S <- exp(G_C) S + (diag(exp(G_C - G)) K)^T U'.
-        var ws = w.unbind(1);
-        var us = u.unbind(1);
-        var kdts = kdt.unbind(1);
-        var eLasts = eLast.unbind(1);                                           // each [BH, 1, 1]
-        var entering = new Tensor[n];
-        var corrected = new Tensor[n];
-        for (long i = 0; i < n; i++)
-        {
-            if (enter is not null) s = enter(i, s);
-            entering[i] = s;
-            var up = AddBmm(us[i], ws[i], s, -1);                                  // U - W S
-            corrected[i] = up;
-            s = AddBmm(s * eLasts[i], kdts[i], up, 1);
-            exit?.Invoke(i, s);
-        }
-
-        // All chunks' outputs at once: O = diag(exp(G)) Q S_enter + (tril(Q K^T) ⊙ Gamma) U'.
-        var sEnter = torch.stack(entering, 1).reshape(bh * n, dk, dv);
-        var uCorr = torch.stack(corrected, 1).reshape(bh * n, c, dv);
-        var q3 = qs.reshape(bh * n, c, dk);
-        var qk = q3.bmm(kt.reshape(bh * n, dk, c)).tril(0) * gamma.reshape(bh * n, c, c);
-        var qg = (qs * eG).reshape(bh * n, c, dk);
-        return AddBmm(qg.bmm(sEnter), qk, uCorr, 1);                            // [BH*N, C, Dv]
     }
 
     /// <summary>
@@ -306,15 +241,20 @@ public static class GatedDeltaRule
 
         var outDtype = q.dtype;
         var dtype = Precision.StateDType(outDtype);
-        long c = chunkSize;
-        Tensor Initial(int i) => initialState is null
-            ? zeros(new[] { nh, dk, dv }, dtype: dtype, device: q.device)
-            : initialState.select(0, i).to(dtype);
-        var (output, finals) = packed.RunChunkAligned(chunkSize, dtype, new[] { q, k, v, g, beta }, Initial,
-            (Tensor[] p, long count, ref Tensor s, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit) =>
-                ChunkCore(p[0], p[1], p[2], p[3], p[4], nh, count, c, dk, dv, ref s, enter, exit).reshape(1, nh, count * c, dv));
+        var (gather, scatter, first, last, _) = packed.ChunkAligned(chunkSize, q.device);
+        // Every sequence padded with zero steps to whole chunks: the row extended by one zero step, gathered.
+        var aligned = new[] { q, k, v, g, beta }.Select(t =>
+        {
+            var tc = Precision.As(t, dtype);
+            return cat(new[] { tc, zeros_like(tc.narrow(2, 0, 1)) }, 2).index_select(2, gather);
+        }).ToArray();
+        var h0 = initialState is null
+            ? zeros(new[] { packed.Count, nh, dk, dv }, dtype: dtype, device: q.device)
+            : Precision.As(initialState, dtype);
+        var (joined, final) = GatedDeltaRuleChunkFunction.Run(aligned[0], aligned[1], aligned[2], aligned[3], aligned[4], h0,
+            new GatedDeltaRuleChunkFunction.Bounds(first, last), chunkSize);           // final [N, NH, Dk, Dv]
+        var output = joined.index_select(2, scatter);
         if (output.dtype != outDtype) output = output.to(outDtype);
-        var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
     }
 

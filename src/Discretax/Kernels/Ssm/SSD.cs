@@ -60,13 +60,22 @@ namespace Discretax.Kernels;
 /// (the state is float32); the output is returned in the dtype of <c>x</c> and the final state in float32. float32
 /// and float64 inputs are computed and returned in their own dtype.
 /// </para>
+/// <para>
+/// Gradients: <see cref="Chunked"/> (packed sequences included) is a custom autograd function
+/// (<c>SSDChunkFunction</c>, its math in its doc comment): the forward keeps no autograd graph and saves only its
+/// inputs and the state entering every chunk (O(L D + (L / C) P N) per head); the backward recomputes the decay
+/// matrices and <c>C B^T</c> segment by segment from them and runs one reverse pass over chunks for the state
+/// gradient (one fused multiply-add per chunk). Gradients of every input and of both results flow; no double
+/// backward. <see cref="Recurrent"/> is differentiated by autograd through its tensor operations.
+/// </para>
 /// </remarks>
 public static class SSD
 {
     /// <summary>
     /// The SSD recurrence in its chunkwise form: per chunk the quadratic form <c>((C B^T) ⊙ exp(segsum)) X</c> and the
     /// readout of the entering state, batched over all chunks; only the state hand-off runs sequentially over chunks.
-    /// Differentiable (autograd) with respect to every input. Sequences longer than about 1024 steps are processed in
+    /// Differentiable with respect to every input by a hand-written chunkwise backward that recomputes the in-chunk
+    /// matrices (no double backward; see the class remarks). Sequences longer than about 1024 steps are processed in
     /// segments of whole chunks with the state carried across (<see cref="SequenceSegments"/>), which changes nothing
     /// in the math and keeps the time linear in L.
     /// </summary>
@@ -97,22 +106,6 @@ public static class SSD
         Check.AtLeast(chunkSize, 1);
 
         using var scope = NewDisposeScope();
-        if (d.L > SequenceSegments.Length(chunkSize))
-        {
-            // Long sequences go through in segments of about 1024 steps (a whole number of chunks), carrying the
-            // state: the same chunks and the same math, with cache-sized temporaries, so the time grows linearly in L.
-            // The inputs are cut with one split each: its backward joins the segments' gradients in one cat, where a
-            // narrow per segment would give each segment's gradient as a zero-filled tensor of the whole length.
-            long segment = SequenceSegments.Length(chunkSize);
-            Tensor[] xParts = x.split(segment, 2), aParts = a.split(segment, 2), bParts = b.split(segment, 2), cParts = c.split(segment, 2);
-            var (joined, last) = SequenceSegments.Run(d.L, chunkSize, initialState, (start, len, state) =>
-            {
-                int i = (int)(start / segment);
-                return Chunked(xParts[i], aParts[i], bParts[i], cParts[i], chunkSize, state);
-            });
-            return (joined.MoveToOuterDisposeScope(), last!.MoveToOuterDisposeScope());
-        }
-
         var outDtype = x.dtype;
         var dtype = Precision.StateDType(outDtype);
         long cs = Math.Min(chunkSize, d.L);    // a chunk longer than the sequence would only add zero rows
@@ -129,81 +122,13 @@ public static class SSD
             ac = nn.functional.pad(ac, new long[] { 0, lp - d.L });
         }
 
-        var s = initialState is null
+        var s0 = initialState is null
             ? zeros(new[] { d.B, d.NH, d.P, d.N }, dtype: dtype, device: x.device)
             : Precision.As(initialState, dtype);
-        var y = ChunkCore(xc, ac, bc, cc, d with { L = lp }, cs, ref s, null, null);
+        var (y, final) = SSDChunkFunction.Run(xc, ac, bc, cc, s0, GatedDeltaRuleChunkFunction.Bounds.Single(n), (int)cs);
         if (lp != d.L) y = y.narrow(2, 0, d.L);
         var output = Precision.As(y, outDtype).contiguous();
-        return (output.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
-    }
-
-    /// <summary>
-    /// The chunkwise SSD over inputs already padded to <c>n * cs</c> steps (in the compute dtype), from the state
-    /// <paramref name="s"/> <c>[B, NH, P, N]</c>, which holds the state after the last chunk on return. Returns the
-    /// outputs <c>[B, NH, n * cs, P]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering
-    /// chunk j; <paramref name="exit"/> sees the state after chunk j.
-    /// </summary>
-    private static Tensor ChunkCore(Tensor x, Tensor a, Tensor b, Tensor c, Sizes d, long cs, ref Tensor s,
-        Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit)
-    {
-        long bsz = d.B, g = d.G, r = d.NH / d.G, n = d.L / cs, p = d.P, ns = d.N;
-        long bgn = bsz * g * n;
-        var xs = x.reshape(bsz, g, r, n, cs, p);
-        var steps = a.reshape(bsz, g, r, n, cs);
-        var b3 = b.reshape(bgn, cs, ns);
-        var c3 = c.reshape(bgn, cs, ns);
-
-        // Decays within the chunk: exp(segsum) [B, G, r, n, C, C] (zero above the diagonal), exp(A_i) and exp(A_C).
-        var decay = SegsumDecay(steps);
-        var cumulative = steps.cumsum(-1);
-        var readout = cumulative.exp().unsqueeze(-1);                               // exp(A_i)   [B, G, r, n, C, 1]
-        var chunkDecay = cumulative.select(-1, cs - 1).exp().unsqueeze(-1).unsqueeze(-1).unbind(3);   // exp(A_C) [B, G, r, 1, 1]
-
-        // Intra-chunk: Y_diag = ((C B^T) ⊙ exp(segsum)) X, with C B^T once per group. The triangle is zeroed with a
-        // select (not only by the zero decay), so a non-finite b at step t does not reach earlier rows.
-        var cb = c3.bmm(b3.transpose(1, 2)).tril().reshape(bsz, g, 1, n, cs, cs);
-        var yDiag = (cb * decay).matmul(xs);                                        // [B, G, r, n, C, P]
-
-        // Chunk states sum_j exp(A_C - A_j) x_j b_j^T: the weights are the last row of the decay matrix; the r heads
-        // of a group share one product (their P columns side by side).
-        var weighted = xs * decay.select(-2, cs - 1).unsqueeze(-1);                // [B, G, r, n, C, P]
-        var merged = r == 1 ? weighted.reshape(bgn, cs, p) : weighted.permute(0, 1, 3, 4, 2, 5).reshape(bgn, cs, r * p);
-        var states = merged.transpose(1, 2).bmm(b3).reshape(bsz, g, n, r, p, ns).unbind(2);   // each [B, G, r, P, N]
-
-        // The only sequential part: S_n = exp(A_C,n) S_{n-1} + states_n.
-        var entering = new Tensor[n];
-        var state = s.reshape(bsz, g, r, p, ns);
-        for (long j = 0; j < n; j++)
-        {
-            if (enter is not null) state = enter(j, state.reshape(bsz, d.NH, p, ns)).reshape(bsz, g, r, p, ns);
-            entering[j] = state;
-            state = states[j].addcmul(state, chunkDecay[j], 1);
-            exit?.Invoke(j, state.reshape(bsz, d.NH, p, ns));
-        }
-        s = state.reshape(bsz, d.NH, p, ns);
-
-        // All chunks' readouts at once: Y_off = diag(exp(A)) C S^T, per group for its r heads together.
-        var sEnter = stack(entering, 2).reshape(bgn, r * p, ns);
-        var yOff = c3.bmm(sEnter.transpose(1, 2)).reshape(bsz, g, n, cs, r, p).permute(0, 1, 4, 2, 3, 5);
-        return yDiag.addcmul(yOff, readout, 1).reshape(bsz, d.NH, n * cs, p);
-    }
-
-    /// <summary>
-    /// <c>exp(segsum(a))</c> over the last dimension of <paramref name="steps"/> <c>[..., C]</c>: <c>[..., C, C]</c> with
-    /// entry (i, j) = <c>exp(a_{j+1} + ... + a_i)</c> for <c>i &gt;= j</c> (1 on the diagonal) and 0 above it. The sums are
-    /// cumulative sums of the step matrix masked below the diagonal (exact for a chunk of zeros, no cancellation), and
-    /// the upper triangle is <c>-inf</c> before the exponential, so no positive sum is exponentiated.
-    /// </summary>
-    private static Tensor SegsumDecay(Tensor steps)
-    {
-        long cs = steps.shape[^1];
-        var all = ones(new[] { cs, cs }, dtype: ScalarType.Bool, device: steps.device);
-        var notBelow = all.triu(0);                                                 // j >= i
-        var above = all.triu(1);                                                    // j > i
-        var matrix = steps.unsqueeze(-1).expand(steps.shape.Append(cs).ToArray());  // entry (i, j) = a_i
-        var sums = matrix.masked_fill(notBelow, 0.0).cumsum(-2);                   // entry (i, j) = a_{j+1} + ... + a_i
-        return sums.masked_fill(above, double.NegativeInfinity).exp();
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -300,14 +225,19 @@ public static class SSD
         var dtype = Precision.StateDType(outDtype);
         // A chunk longer than the longest sequence would only add zero rows.
         int cs = (int)Math.Min(chunkSize, Enumerable.Range(0, packed.Count).Max(packed.Length));
-        Tensor Initial(int i) => initialState is null
-            ? zeros(new[] { 1, d.NH, d.P, d.N }, dtype: dtype, device: x.device)
-            : Precision.As(initialState.narrow(0, i, 1), dtype);
-        var (joined, finals) = packed.RunChunkAligned(cs, dtype, new[] { x, a, b, c }, Initial,
-            (Tensor[] p, long count, ref Tensor s, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit) =>
-                ChunkCore(p[0], p[1], p[2], p[3], d with { L = count * cs }, cs, ref s, enter, exit));
-        var output = Precision.As(joined, outDtype);
-        var final = cat(finals, 0);                                              // [S, NH, P, N]
+        var (gather, scatter, first, last, _) = packed.ChunkAligned(cs, x.device);
+        // Every sequence padded with zero steps to whole chunks: the row extended by one zero step, gathered.
+        var aligned = new[] { x, a, b, c }.Select(t =>
+        {
+            var tc = Precision.As(t, dtype);
+            return cat(new[] { tc, zeros_like(tc.narrow(2, 0, 1)) }, 2).index_select(2, gather);
+        }).ToArray();
+        var h0 = initialState is null
+            ? zeros(new[] { packed.Count, d.NH, d.P, d.N }, dtype: dtype, device: x.device)
+            : Precision.As(initialState, dtype);
+        var (joined, final) = SSDChunkFunction.Run(aligned[0], aligned[1], aligned[2], aligned[3], h0,
+            new GatedDeltaRuleChunkFunction.Bounds(first, last), cs);                    // final [S, NH, P, N]
+        var output = Precision.As(joined.index_select(2, scatter), outDtype);
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());
     }
 
