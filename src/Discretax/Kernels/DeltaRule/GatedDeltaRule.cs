@@ -113,6 +113,13 @@ public static class GatedDeltaRule
         int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
     {
         if (cuSeqlens is not null) return ChunkedPacked(q, k, v, g, beta, chunkSize, initialState, cuSeqlens);
+        return ChunkedOnPath(q, k, v, g, beta, chunkSize, initialState, KernelPath.Auto);
+    }
+
+    /// <summary><see cref="Chunked"/> (ordinary batches) on a chosen path: tests run the tensor path on CPU too.</summary>
+    internal static (Tensor Output, Tensor FinalState) ChunkedOnPath(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+        int chunkSize, Tensor? initialState, KernelPath path)
+    {
         var (b, nh, l, dk, dv) = Validate(q, k, v, g, beta, initialState);
         Check.AtLeast(chunkSize, 1);
 
@@ -140,7 +147,7 @@ public static class GatedDeltaRule
             ? zeros(new[] { b, nh, dk, dv }, dtype: dtype, device: q.device)
             : initialState.to(dtype);
         var (output, final) = GatedDeltaRuleChunkFunction.Run(qc, kc, vc, gc, bc, s0,
-            GatedDeltaRuleChunkFunction.Bounds.Single(n), chunkSize);
+            GatedDeltaRuleChunkFunction.Bounds.Single(n), chunkSize, path);
         if (lp != l) output = output.narrow(2, 0, l).contiguous();
         if (output.dtype != outDtype) output = output.to(outDtype);
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());

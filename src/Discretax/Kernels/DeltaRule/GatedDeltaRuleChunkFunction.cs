@@ -85,7 +85,7 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
     }
 
     private sealed record Sizes(long BH, long L, long Dk, long Dv, long C, long[] StateShape,
-        Bounds Bounds, bool[] NeedsGrad);
+        Bounds Bounds, bool[] NeedsGrad, bool Compiled);
 
     /// <inheritdoc/>
     public override string Name => "GatedDeltaRuleChunkBackward";
@@ -98,17 +98,18 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
     /// forward alone (nothing saved).
     /// </summary>
     internal static (Tensor Output, Tensor Finals) Run(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
-        Tensor initial, Bounds bounds, int chunkSize)
+        Tensor initial, Bounds bounds, int chunkSize, KernelPath path = KernelPath.Auto)
     {
         using var scope = NewDisposeScope();
+        bool compiled = path == KernelPath.Auto && GatedDeltaRuleChunkCpu.Supports(q);
         var inputs = new[] { q, k, v, g, beta, initial };
         if (!is_grad_enabled() || !inputs.Any(t => t.requires_grad))
         {
             using var ng = no_grad();
-            var (o, s, _) = Forward(q, k, v, g, beta, initial, bounds, chunkSize, keepStates: false);
+            var (o, s, _) = Forward(q, k, v, g, beta, initial, bounds, chunkSize, keepStates: false, compiled);
             return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
         }
-        var r = apply(q, k, v, g, beta, initial, bounds, chunkSize);
+        var r = apply(q, k, v, g, beta, initial, bounds, chunkSize, compiled);
         return (r[0].MoveToOuterDisposeScope(), r[1].MoveToOuterDisposeScope());
     }
 
@@ -119,15 +120,18 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
         var t = vars.Take(6).Cast<Tensor>().ToArray();
         var bounds = (Bounds)vars[6];
         int c = (int)vars[7];
+        bool compiled = (bool)vars[8];
         using var scope = NewDisposeScope();
-        var (o, s, states) = Forward(t[0], t[1], t[2], t[3], t[4], t[5], bounds, c, keepStates: true);
+        // The compiled kernel reads contiguous memory; the contiguous inputs are what the backward reads too.
+        if (compiled) for (int i = 0; i < 5; i++) t[i] = t[i].contiguous().MoveToOuterDisposeScope();
+        var (o, s, states) = Forward(t[0], t[1], t[2], t[3], t[4], t[5], bounds, c, keepStates: true, compiled);
         // Saved after this method returns (TorchSharp takes the list then): the states must outlive this scope.
         states!.MoveToOuterDisposeScope();
         var saved = new List<Tensor> { t[0], t[1], t[2], t[3], t[4], states! };
         ctx.save_for_backward(saved);
         LastSavedElements = saved.Sum(x => x.numel());
         ctx.save_data("sizes", new Sizes(t[0].shape[0] * t[0].shape[1], t[0].shape[2], t[0].shape[3], t[2].shape[3], c,
-            s.shape, bounds, t.Select(x => x.requires_grad).ToArray()));
+            s.shape, bounds, vars.Take(6).Cast<Tensor>().Select(x => x.requires_grad).ToArray(), compiled));
         ctx.set_materialize_grads(false);
         return new List<Tensor> { o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope() };
     }
@@ -153,8 +157,9 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
     /// <paramref name="keepStates"/> also every chunk's entering state <c>[BH, L / C, Dk, Dv]</c>.
     /// </summary>
     internal static (Tensor Output, Tensor Finals, Tensor? States) Forward(Tensor q, Tensor k, Tensor v, Tensor g,
-        Tensor beta, Tensor initial, Bounds bounds, int chunkSize, bool keepStates)
+        Tensor beta, Tensor initial, Bounds bounds, int chunkSize, bool keepStates, bool compiled = false)
     {
+        if (compiled) return CompiledForward(q, k, v, g, beta, initial, bounds, chunkSize, keepStates);
         long b = q.shape[0], nh = q.shape[1], l = q.shape[2], dk = q.shape[3], dv = v.shape[3], c = chunkSize;
         long bh = b * nh, n = l / c, count = bounds.First.Length;
         using var outer = NewDisposeScope();
@@ -231,7 +236,9 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
             var saved = ctx.get_saved_variables();
             var gradO = gradOutputs[0] is { IsInvalid: false } go ? go : null;
             var gradS = gradOutputs[1] is { IsInvalid: false } gs ? gs : null;
-            var r = Backward(saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], gradO, gradS, z);
+            var r = z.Compiled
+                ? CompiledBackward(saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], gradO, gradS, z)
+                : Backward(saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], gradO, gradS, z);
             var shapes = new[] { saved[0].shape, saved[1].shape, saved[2].shape, saved[3].shape, saved[4].shape, z.StateShape };
             var grads = new Tensor?[6];
             for (int i = 0; i < 6; i++)
@@ -239,8 +246,46 @@ internal sealed class GatedDeltaRuleChunkFunction : MultiTensorFunction<GatedDel
             (dq, dk, dv, dg, dbeta, dinit) = (grads[0], grads[1], grads[2], grads[3], grads[4], grads[5]);
         }
         AutogradBuffers.Release(gradOutputs.ToArray());
-        // Two entries for the non-tensor arguments (the bounds and the chunk size).
-        return AutogradBuffers.Return(dq, dk, dv, dg, dbeta, dinit, null, null);
+        // Three entries for the non-tensor arguments (the bounds, the chunk size and the path).
+        return AutogradBuffers.Return(dq, dk, dv, dg, dbeta, dinit, null, null, null);
+    }
+
+    /// <summary>
+    /// <see cref="Forward"/> by the compiled CPU kernel (<see cref="GatedDeltaRuleChunkCpu"/>), on any inputs (made
+    /// contiguous here when they are not).
+    /// </summary>
+    private static (Tensor Output, Tensor Finals, Tensor? States) CompiledForward(Tensor q, Tensor k, Tensor v, Tensor g,
+        Tensor beta, Tensor initial, Bounds bounds, int chunkSize, bool keepStates)
+    {
+        long b = q.shape[0], nh = q.shape[1], l = q.shape[2], dk = q.shape[3], dv = v.shape[3], c = chunkSize;
+        long bh = b * nh, n = l / c, count = bounds.First.Length;
+        using var outer = NewDisposeScope();
+        var output = empty(new[] { bh, l, dv }, dtype: q.dtype, device: q.device);
+        var finals = empty(new[] { count, bh, dk, dv }, dtype: q.dtype, device: q.device);
+        var states = keepStates ? empty(new[] { bh, n, dk, dv }, dtype: q.dtype, device: q.device) : null;
+        GatedDeltaRuleChunkCpu.Forward(q.reshape(bh, l, dk).contiguous(), k.reshape(bh, l, dk).contiguous(),
+            v.reshape(bh, l, dv).contiguous(), g.reshape(bh, l).contiguous(), beta.reshape(bh, l).contiguous(),
+            initial.reshape(count, bh, dk, dv).contiguous(), bounds.StartsAt(n), bounds.EndsAt(n), chunkSize, output, finals, states);
+        return (output.reshape(b, nh, l, dv).MoveToOuterDisposeScope(), finals.reshape(initial.shape).MoveToOuterDisposeScope(),
+            states?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary><see cref="Backward"/> by the compiled CPU kernel, on the contiguous saved inputs.</summary>
+    private static Tensor[] CompiledBackward(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor states,
+        Tensor? gradO, Tensor? gradS, Sizes z)
+    {
+        long bh = z.BH, l = z.L, dkk = z.Dk, dvv = z.Dv, c = z.C, n = l / c, count = z.Bounds.First.Length;
+        using var outer = NewDisposeScope();
+        var dq = empty(new[] { bh, l, dkk }, dtype: q.dtype, device: q.device);
+        var dk = empty(new[] { bh, l, dkk }, dtype: q.dtype, device: q.device);
+        var dv = empty(new[] { bh, l, dvv }, dtype: q.dtype, device: q.device);
+        var dg = empty(new[] { bh, l }, dtype: q.dtype, device: q.device);
+        var dbeta = empty(new[] { bh, l }, dtype: q.dtype, device: q.device);
+        var dinit = empty(new[] { count, bh, dkk, dvv }, dtype: q.dtype, device: q.device);
+        GatedDeltaRuleChunkCpu.Backward(q.reshape(bh, l, dkk), k.reshape(bh, l, dkk), v.reshape(bh, l, dvv), g.reshape(bh, l),
+            beta.reshape(bh, l), states, gradO?.reshape(bh, l, dvv).contiguous(), gradS?.reshape(count, bh, dkk, dvv).contiguous(),
+            z.Bounds.StartsAt(n), z.Bounds.EndsAt(n), (int)c, dq, dk, dv, dg, dbeta, dinit);
+        return new[] { dq, dk, dv, dg, dbeta, dinit }.Select(t => t.MoveToOuterDisposeScope()).ToArray();
     }
 
     /// <summary>The gradients of q, k, v, g, beta and the initial states (see the class remarks), flat per head.</summary>

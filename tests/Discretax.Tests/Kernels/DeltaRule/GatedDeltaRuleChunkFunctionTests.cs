@@ -91,6 +91,27 @@ public class GatedDeltaRuleChunkFunctionTests
         Agree(actual, reference, 1e-10, 1e-8, $"L = {length}, C = {chunk}");
     }
 
+    /// <summary>
+    /// The tensor path (the one CUDA runs; on CPU the compiled kernel is the default and every other test here runs it)
+    /// on the same cases, and both paths at head size 64 with chunk 64 (every vector tile of the compiled kernel full).
+    /// </summary>
+    [Theory]
+    [InlineData(37, 8, true, 8L, false)]
+    [InlineData(23, 1, true, 8L, false)]
+    [InlineData(130, 64, true, 8L, false)]
+    [InlineData(64, 64, false, 8L, false)]
+    [InlineData(150, 64, true, 64L, false)]
+    [InlineData(150, 64, true, 64L, true)]
+    public void BothPathsEqualTheRecurrenceInFloat64(long length, int chunk, bool withState, long d, bool compiled)
+    {
+        using var scope = NewDisposeScope();
+        var x = Inputs(1000 + (ulong)(length * 10 + chunk), length, b: 1, dk: d, dv: d);
+        var path = compiled ? KernelPath.Auto : KernelPath.Tensor;
+        var actual = Run(x, withState, Loss.Both, (t, s0) => GatedDeltaRule.ChunkedOnPath(t[0], t[1], t[2], t[3], t[4], chunk, s0, path));
+        var reference = Run(x, withState, Loss.Both, Recurrent);
+        Agree(actual, reference, 1e-10, 1e-8, $"L = {length}, C = {chunk}, D = {d}, compiled = {compiled}");
+    }
+
     [Theory]
     [InlineData(Loss.OutputOnly, 8)]
     [InlineData(Loss.StateOnly, 8)]
