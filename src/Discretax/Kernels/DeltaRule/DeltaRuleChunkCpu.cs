@@ -52,20 +52,30 @@ internal static unsafe class DeltaRuleChunkCpu
 
     private static nint Ptr<T>(Tensor? t) where T : unmanaged => (nint)CpuTensorMemory.Pointer<T>(t, "DeltaRule.Chunked");
 
-    /// <summary>Per-task scratch, 64-byte aligned, freed by <see cref="Dispose"/>.</summary>
+    /// <summary>Per-task scratch: <c>blocks</c> 64-byte aligned blocks of at most <c>largest</c> elements, bounds-checked.</summary>
     private sealed class Scratch<T> : IDisposable where T : unmanaged
     {
         private readonly T* _base;
+        private readonly long _capacity;
         private long _used;
-        public Scratch(long count) => _base = (T*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(T) + 64 * 32), 64);
+        public Scratch(int blocks, long largest)
+        {
+            _capacity = blocks * ((largest + 15) / 16 * 16);
+            _base = (T*)NativeMemory.AlignedAlloc((nuint)(_capacity * sizeof(T)), 64);
+        }
         public T* Take(long count)
         {
+            long size = (count + 15) / 16 * 16;
+            if (_used + size > _capacity) throw new InvalidOperationException("DeltaRuleChunkCpu: scratch exhausted.");
             T* p = _base + _used;
-            _used += (count + 15) / 16 * 16;             // keep every block 64-byte aligned
+            _used += size;
             return p;
         }
         public void Dispose() => NativeMemory.AlignedFree(_base);
     }
+
+    /// <summary>The largest block a task takes: C x C, C x D or Dk x Dv.</summary>
+    private static long Largest(Dims d) => Math.Max((long)d.C * d.C, Math.Max((long)d.C * Math.Max(d.Dk, d.Dv), (long)d.Dk * d.Dv));
 
     private static void Forward<T>(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk,
         Tensor result, Tensor? sEnter) where T : unmanaged, INumber<T>
@@ -78,7 +88,7 @@ internal static unsafe class DeltaRuleChunkCpu
         {
             int c = d.C, dk = d.Dk, dv = d.Dv;
             long cc = (long)c * c, kv = (long)dk * dv;
-            using var scratch = new Scratch<T>(4 * cc + 2 * (long)c * dk + 2 * (long)c * dv + (long)dk * c + kv + 16 * 10);
+            using var scratch = new Scratch<T>(10, Largest(d));
             T* kb = scratch.Take(c * dk), vb = scratch.Take(c * dv), kt = scratch.Take(dk * c), a = scratch.Take(cc),
                 t = scratch.Take(cc), x = scratch.Take(cc), w = scratch.Take(c * dk), up = scratch.Take(c * dv), p = scratch.Take(cc), s = scratch.Take(kv);
             T* qh = (T*)pq + h * d.Lp * dk, kh = (T*)pk + h * d.Lp * dk, vh = (T*)pv + h * d.Lp * dv, bh = (T*)pb + h * d.Lp;
@@ -184,7 +194,7 @@ internal static unsafe class DeltaRuleChunkCpu
         {
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, cdk = (long)c * dkk, cdv = (long)c * dvv;
-            using var scratch = new Scratch<T>(6 * cc + 5 * cdk + 8 * cdv + 4 * kv + 16 * 24);
+            using var scratch = new Scratch<T>(22, Largest(d));
             T* kb = scratch.Take(cdk), vb = scratch.Take(cdv), kt = scratch.Take(cdk), a = scratch.Take(cc), t = scratch.Take(cc),
                 x = scratch.Take(cc), w = scratch.Take(cdk), u = scratch.Take(cdv), up = scratch.Take(cdv), p = scratch.Take(cc),
                 dup = scratch.Take(cdv), ut = scratch.Take(cdv), dpm = scratch.Take(cc), st = scratch.Take(kv),
