@@ -29,7 +29,7 @@ public sealed class DeltaNet : SequenceModel
     /// discretax's exactly; <see cref="NormKind.Layer"/> or <see cref="NormKind.Rms"/> for causal language models.</param>
     /// <param name="activation">The blocks' activation after the mixer: exact GELU by default; discretax's is
     /// <see cref="Activation.GELUTanh"/>.</param>
-    public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 64,
+    public DeltaNet(long hiddenDim, int numBlocks = 4, int numHeads = 4, int? headDim = null, int chunkSize = 32,
         double dropRate = 0.1, bool prenorm = true, bool useShortConv = false, bool useOutputNorm = false,
         bool useOutputGate = false, NormKind norm = NormKind.Batch, Activation activation = Activation.GELU)
         : base(nameof(DeltaNet), Check.Dim(hiddenDim), Standard(hiddenDim, numBlocks,

@@ -17,7 +17,7 @@ public sealed class DeltaNetForCausalLM : FlaForCausalLM
     /// <param name="chunkSize">The chunk size of the delta-rule kernel (the result does not depend on it).</param>
     /// <exception cref="ArgumentException">A config value is out of range or the layer refuses it (heads that do not
     /// divide the key or value size, ...).</exception>
-    public DeltaNetForCausalLM(DeltaNetConfig config, int chunkSize = 64)
+    public DeltaNetForCausalLM(DeltaNetConfig config, int chunkSize = 32)
         : base(nameof(DeltaNetForCausalLM), config, _ => Mixer(config, chunkSize))
     {
     }

@@ -75,7 +75,7 @@ public sealed class DeltaNetSequenceMixer : SequenceMixer
     /// <param name="useOutputNorm">RMSNorm over each head's output.</param>
     /// <param name="useOutputGate">Multiply the output by <c>silu(g_proj(x))</c>.</param>
     /// <param name="allowNegativeEigenvalues">Use <c>beta = 2 sigmoid(.)</c>, in (0, 2).</param>
-    public DeltaNetSequenceMixer(long inFeatures, int numHeads = 4, int? headDim = null, int chunkSize = 64,
+    public DeltaNetSequenceMixer(long inFeatures, int numHeads = 4, int? headDim = null, int chunkSize = 32,
         bool useBias = false, bool betaPerHead = false, bool useShortConv = false, int convSize = 4,
         bool scaleQuery = false, bool useOutputNorm = false, bool useOutputGate = false,
         bool allowNegativeEigenvalues = false)

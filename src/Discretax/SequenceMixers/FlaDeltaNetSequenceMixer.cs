@@ -88,7 +88,7 @@ public sealed class FlaDeltaNetSequenceMixer : SequenceMixer
     public FlaDeltaNetSequenceMixer(long inFeatures, int numHeads = 4, double expandK = 1, double expandV = 1,
         bool useBeta = true, bool useGate = false, bool useShortConv = true, int convSize = 4, bool convBias = false,
         bool allowNegativeEigenvalues = false, FlaQKActivation qkActivation = FlaQKActivation.Silu,
-        FlaQKNorm qkNorm = FlaQKNorm.L2, double normEps = 1e-5, int chunkSize = 64)
+        FlaQKNorm qkNorm = FlaQKNorm.L2, double normEps = 1e-5, int chunkSize = 32)
         : base(nameof(FlaDeltaNetSequenceMixer), Check.Dim(inFeatures))
     {
         Check.AtLeast(numHeads, 1);

@@ -56,7 +56,8 @@ public static class DeltaRule
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c> (normally L2-normalized by the caller).</param>
     /// <param name="v">Values <c>[B, NH, L, Dv]</c>.</param>
     /// <param name="beta">Write strengths <c>[B, NH, L]</c>.</param>
-    /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too.</param>
+    /// <param name="chunkSize">Chunk length C, at least 1; any L works (padding inside), C larger than L too. The default 32 was
+    /// measured fastest on CPU at Dk = Dv = 64 (docs/benchmarks.md, "Fast chunked kernels"); the result does not depend on it.</param>
     /// <param name="initialState">State entering the sequence <c>[B, NH, Dk, Dv]</c>; null means zeros.</param>
     /// <param name="cuSeqlens">
     /// Packed sequences: null for the ordinary batch; else int64 <c>[N + 1]</c> cumulative boundaries (0 first, L last,
@@ -72,7 +73,7 @@ public static class DeltaRule
     /// <exception cref="ArgumentException">A shape, dtype or device does not match (the message names the argument).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkSize"/> is less than 1.</exception>
     public static (Tensor Output, Tensor FinalState) Chunked(
-        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
+        Tensor q, Tensor k, Tensor v, Tensor beta, int chunkSize = 32, Tensor? initialState = null, Tensor? cuSeqlens = null) =>
         ChunkedOnPath(q, k, v, beta, chunkSize, initialState, cuSeqlens, KernelPath.Auto);
 
     /// <summary><see cref="Chunked"/> on a chosen path (tests run both on CPU).</summary>
