@@ -194,11 +194,11 @@ internal static unsafe class DeltaRuleChunkCpu
         {
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, cdk = (long)c * dkk, cdv = (long)c * dvv;
-            using var scratch = new Scratch<T>(22, Largest(d));
+            using var scratch = new Scratch<T>(20, Largest(d));
             T* kb = scratch.Take(cdk), vb = scratch.Take(cdv), kt = scratch.Take(cdk), a = scratch.Take(cc), t = scratch.Take(cc),
                 x = scratch.Take(cc), w = scratch.Take(cdk), u = scratch.Take(cdv), up = scratch.Take(cdv), p = scratch.Take(cc),
                 dup = scratch.Take(cdv), ut = scratch.Take(cdv), dpm = scratch.Take(cc), st = scratch.Take(kv),
-                dst = scratch.Take(kv), dw = scratch.Take(cdk), wt = scratch.Take(cdk),
+                dst = scratch.Take(kv),
                 dkb = scratch.Take(cdk), dvb = scratch.Take(cdv), da = scratch.Take(cc), ds = scratch.Take(kv),
                 zero = scratch.Take(cdv);
             new Span<T>(zero, (int)cdv).Clear();
@@ -236,19 +236,13 @@ internal static unsafe class DeltaRuleChunkCpu
                 SmallGemm.Gemm(c, dkk, c, dpm, c, qj, dkk, dkj, dkk, false, T.One, Triangle.Upper, transA: true);
                 SmallGemm.Transpose(dkk, dvv, ds, dvv, dst, dkk);
                 SmallGemm.Gemm(c, dkk, dvv, up, dvv, dst, dkk, dkj, dkk, true, T.One);
-                // dW = -dU' S^T
-                SmallGemm.Gemm(c, dkk, dvv, dup, dvv, st, dkk, dw, dkk, false, -T.One);
                 // dS = dS' + Q^T dO - W^T dU'
                 SmallGemm.Gemm(dkk, dvv, c, qj, dkk, doj, dvv, ds, dvv, true, T.One, transA: true);
                 SmallGemm.Gemm(dkk, dvv, c, w, dkk, dup, dvv, ds, dvv, true, -T.One, transA: true);
-                SmallGemm.Transpose(c, dkk, w, dkk, wt, c);
-                // dKb = T^T dW, dVb = T^T dU'
-                SmallGemm.Gemm(c, dkk, c, t, c, dw, dkk, dkb, dkk, false, T.One, Triangle.Upper, transA: true);
+                // dVb = T^T dU';  dKb = T^T dW = -dVb S^T (dW = -dU' S^T);  dA = -tril(dKb W^T + dVb U^T, -1) = -tril(dVb U'^T, -1)
                 SmallGemm.Gemm(c, dvv, c, t, c, dup, dvv, dvb, dvv, false, T.One, Triangle.Upper, transA: true);
-                // dA = -tril(dKb W^T + dVb U^T, -1)   (= -tril(T^T dT T^T, -1) with dT = dW Kb^T + dU' Vb^T)
-                SmallGemm.Gemm(c, c, dkk, dkb, dkk, wt, c, da, c, false, -T.One, lowerOutput: true);
-                SmallGemm.Transpose(c, dvv, u, dvv, ut, c);
-                SmallGemm.Gemm(c, c, dvv, dvb, dvv, ut, c, da, c, true, -T.One, lowerOutput: true);
+                SmallGemm.Gemm(c, dkk, dvv, dvb, dvv, st, dkk, dkb, dkk, false, -T.One);
+                SmallGemm.Gemm(c, c, dvv, dvb, dvv, ut, c, da, c, false, -T.One, lowerOutput: true);      // ut holds U'^T
                 SmallGemm.MaskUpper(c, c, da, c, -1);
                 // Through A = tril(Kb K^T, -1): dKb += dA K, dK += dA^T Kb.
                 SmallGemm.Gemm(c, dkk, c, da, c, kj, dkk, dkb, dkk, true, T.One, Triangle.Lower);

@@ -18,16 +18,18 @@ namespace Discretax.Kernels;
 /// <code>
 /// dU' = P^T dO + K dS'                      dPm = tril(dO U'^T)
 /// dQ  = dO S^T + dPm K                      dK  = dPm^T Q + U' dS'^T
-/// dW  = -dU' S^T                            dS  = dS' + Q^T dO - W^T dU'     (the gradient entering the chunk before)
-/// dKb = T^T dW,  dVb = T^T dU'              dA  = -tril(dKb W^T + dVb U^T, -1)
+/// dS  = dS' + Q^T dO - W^T dU'     (the gradient entering the chunk before)
+/// dVb = T^T dU',  dKb = -dVb S^T            dA  = -tril(dVb U'^T, -1)
 /// dKb += dA K,   dK += dA^T Kb              dK += diag(beta) dKb,  dV = diag(beta) dVb,
 /// dbeta_i = dKb_i . K_i + dVb_i . V_i.
 /// </code>
-/// <para>(<c>dA = -tril(T^T dT T^T, -1)</c> with <c>dT = dW Kb^T + dU' Vb^T</c>, and <c>T^T dT T^T = dKb W^T + dVb U^T</c>.)
+/// <para>(With <c>dW = -dU' S^T</c>: <c>dKb = T^T dW = -dVb S^T</c>; the inverse's derivative gives
+/// <c>dA = -tril(T^T dT T^T, -1)</c> with <c>dT = dW Kb^T + dU' Vb^T</c>, and <c>T^T dT T^T = dKb W^T + dVb U^T =
+/// dVb (U - W S)^T = dVb U'^T</c>.)
 /// The gradient of the initial state is the <c>dS</c> entering the first chunk. Only <c>dS</c> is carried sequentially,
 /// over the chunks in reverse; everything else is per chunk.</para>
 /// <para>Saved for the backward: the (padded) inputs and the state entering every chunk, <c>[BH, N, Dk, Dv]</c>: saved
-/// memory O(L D + (L / C) Dk Dv) per head, nothing of size C x C per chunk. The backward does about 2.5x the forward's
+/// memory O(L D + (L / C) Dk Dv) per head, nothing of size C x C per chunk. The backward does about 2.3x the forward's
 /// arithmetic (the forward's products are recomputed once).</para>
 /// <para>Two implementations of one math: on CPU (float32 / float64, x64 with AVX2 and FMA) the compiled C# kernel
 /// <see cref="DeltaRuleChunkCpu"/> (parallel over B x NH, whole chunks in cache); elsewhere tensor operations, per
@@ -227,11 +229,9 @@ internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChu
             var sT = sEnter.transpose(-1, -2);
             var dQ = dO.matmul(sT) + dpm.matmul(ks);
             var dK = dpm.transpose(-1, -2).matmul(qs) + up.matmul(dsNext.transpose(-1, -2));
-            var dW = -dup.matmul(sT);
-            var tInvT = tInv.transpose(-1, -2);
-            var dKb = tInvT.matmul(dW);
-            var dVb = tInvT.matmul(dup);
-            var dA = (dKb.matmul(w.transpose(-1, -2)) + dVb.matmul(u.transpose(-1, -2))).tril(-1).neg_();
+            var dVb = tInv.transpose(-1, -2).matmul(dup);                          // T^T dU'
+            var dKb = dVb.matmul(sT).neg_();                                         // T^T dW with dW = -dU' S^T
+            var dA = dVb.matmul(up.transpose(-1, -2)).tril(-1).neg_();               // -tril(dVb U'^T, -1)
             dKb = dKb + dA.matmul(ks);
             dK = dK + dA.transpose(-1, -2).matmul(kb) + dKb * bs;
             var dB = (dKb * ks).sum(-1) + (dVb * vs).sum(-1);                       // [BH, n, C]

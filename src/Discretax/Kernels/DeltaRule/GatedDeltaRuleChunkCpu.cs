@@ -12,7 +12,8 @@ namespace Discretax.Kernels;
 /// backward in C# over the memory of contiguous float32 / float64 tensors <c>[BH, L, D]</c>, one (batch, head) pair per
 /// task (parallel over B x NH), the products by <see cref="SmallGemm"/> on cache-resident blocks, the decay matrices
 /// by vectorized exponentials. The math (forward and backward) is the one written on
-/// <see cref="GatedDeltaRuleChunkFunction"/>; sequences (packed, chunk-aligned) start and end at chunk boundaries given
+/// <see cref="GatedDeltaRuleChunkFunction"/>, with two of its quantities formed by fewer products: <c>dX = T^T dW =
+/// -dVb S^T</c> and <c>dA = -tril(T^T dT T^T, -1) = -tril(dVb U'^T, -1)</c> (as <c>U' = U - W S</c>); sequences (packed, chunk-aligned) start and end at chunk boundaries given
 /// per chunk.
 /// </summary>
 internal static unsafe class GatedDeltaRuleChunkCpu
@@ -253,7 +254,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 qk = scratch.Take(cc), p = scratch.Take(cc), kd = scratch.Take(c * dkk), qg = scratch.Take(c * dkk),
                 dup = scratch.Take(c * dvv), ut = scratch.Take(c * dvv), st = scratch.Take(kv), dst = scratch.Take(kv),
                 dkd = scratch.Take(c * dkk), dqg = scratch.Take(c * dkk), dpg = scratch.Take(cc), dgam = scratch.Take(cc),
-                dw = scratch.Take(c * dkk), dx = scratch.Take(c * dkk), dvb = scratch.Take(c * dvv), wt = scratch.Take(c * dkk),
+                dx = scratch.Take(c * dkk), dvb = scratch.Take(c * dvv),
                 da = scratch.Take(cc), dkb = scratch.Take(c * dkk), ds = scratch.Take(kv), zero = scratch.Take(c * dvv),
                 de = scratch.Take(c), dG = scratch.Take(c);
             new Span<T>(zero, c * dvv).Clear();
@@ -315,14 +316,11 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 ScaleRows(c, dkk, f, dkd, dkj);
                 SmallGemm.Gemm(c, dkk, c, dpg, c, qj, dkk, dkj, dkk, true, T.One, Triangle.Upper, transA: true);
 
-                // The UT transform: dW = -dU' S^T, dX = T^T dW, dVb = T^T dU', dA = -tril(dX W^T + dVb U^T, -1).
-                SmallGemm.Gemm(c, dkk, dvv, dup, dvv, st, dkk, dw, dkk, false, -T.One);
-                SmallGemm.Gemm(c, dkk, c, t, c, dw, dkk, dx, dkk, false, T.One, Triangle.Upper, transA: true);
+                // The UT transform: dVb = T^T dU', dX = T^T dW = -dVb S^T (dW = -dU' S^T),
+                // dA = -tril(dX W^T + dVb U^T, -1) = -tril(dVb U'^T, -1) (U' = U - W S).
                 SmallGemm.Gemm(c, dvv, c, t, c, dup, dvv, dvb, dvv, false, T.One, Triangle.Upper, transA: true);
-                SmallGemm.Transpose(c, dkk, w, dkk, wt, c);
-                SmallGemm.Gemm(c, c, dkk, dx, dkk, wt, c, da, c, false, -T.One, lowerOutput: true);
-                SmallGemm.Transpose(c, dvv, u, dvv, ut, c);
-                SmallGemm.Gemm(c, c, dvv, dvb, dvv, ut, c, da, c, true, -T.One, lowerOutput: true);
+                SmallGemm.Gemm(c, dkk, dvv, dvb, dvv, st, dkk, dx, dkk, false, -T.One);
+                SmallGemm.Gemm(c, c, dvv, dvb, dvv, ut, c, da, c, false, -T.One, lowerOutput: true);      // ut holds U'^T
                 SmallGemm.MaskUpper(c, c, da, c, -1);
                 // dGamma += dA M;  dM = dA Gamma;  dKb = dM K;  dK += dM^T Kb
                 for (long i = 0; i < cc; i++) { dgam[i] += da[i] * m[i]; da[i] *= gamma[i]; }
