@@ -25,26 +25,27 @@ internal static unsafe class DeltaRuleChunkCpu
     }
 
     /// <summary>
-    /// Forward from <paramref name="s0"/> <c>[BH, Dk, Dv]</c> into <paramref name="result"/> <c>[BH, Lp Dv + Dk Dv]</c>:
-    /// per head the outputs <c>[Lp, Dv]</c>, then the final state <c>[Dk, Dv]</c>. The state entering every chunk goes
-    /// to <paramref name="sEnter"/> <c>[BH, N, Dk, Dv]</c> when it is not null. All tensors contiguous, of one dtype,
+    /// Forward from <paramref name="s0"/> <c>[BH, Dk, Dv]</c> into the outputs <paramref name="o"/> <c>[BH, Lp, Dv]</c> and
+    /// the final states <paramref name="sFinal"/> <c>[BH, Dk, Dv]</c>. The state entering every chunk goes to
+    /// <paramref name="sEnter"/> <c>[BH, N, Dk, Dv]</c> when it is not null. All tensors contiguous, of one dtype,
     /// preallocated.
     /// </summary>
-    internal static void Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk, Tensor result, Tensor? sEnter)
+    internal static void Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk, Tensor o, Tensor sFinal, Tensor? sEnter)
     {
-        if (q.dtype == ScalarType.Float32) Forward<float>(q, k, v, beta, s0, chunk, result, sEnter);
-        else Forward<double>(q, k, v, beta, s0, chunk, result, sEnter);
+        if (q.dtype == ScalarType.Float32) Forward<float>(q, k, v, beta, s0, chunk, o, sFinal, sEnter);
+        else Forward<double>(q, k, v, beta, s0, chunk, o, sFinal, sEnter);
     }
 
     /// <summary>
     /// Backward from the saved inputs and entering states: the gradients of q, k, v, beta and the initial state
-    /// (preallocated, contiguous) from the gradient <paramref name="dResult"/> of the forward's result (null: zero).
+    /// (preallocated, contiguous) from the gradients <paramref name="dO"/> <c>[BH, Lp, Dv]</c> of the outputs and
+    /// <paramref name="dSFinal"/> <c>[BH, Dk, Dv]</c> of the final states (either null: zero).
     /// </summary>
-    internal static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor sEnter, int chunk, Tensor? dResult,
+    internal static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor sEnter, int chunk, Tensor? dO, Tensor? dSFinal,
         Tensor dq, Tensor dk, Tensor dv, Tensor dbeta, Tensor ds0)
     {
-        if (q.dtype == ScalarType.Float32) Backward<float>(q, k, v, beta, sEnter, chunk, dResult, dq, dk, dv, dbeta, ds0);
-        else Backward<double>(q, k, v, beta, sEnter, chunk, dResult, dq, dk, dv, dbeta, ds0);
+        if (q.dtype == ScalarType.Float32) Backward<float>(q, k, v, beta, sEnter, chunk, dO, dSFinal, dq, dk, dv, dbeta, ds0);
+        else Backward<double>(q, k, v, beta, sEnter, chunk, dO, dSFinal, dq, dk, dv, dbeta, ds0);
     }
 
     private static Dims Sizes(Tensor q, Tensor v, int chunk) =>
@@ -78,12 +79,11 @@ internal static unsafe class DeltaRuleChunkCpu
     private static long Largest(Dims d) => Math.Max((long)d.C * d.C, Math.Max((long)d.C * Math.Max(d.Dk, d.Dv), (long)d.Dk * d.Dv));
 
     private static void Forward<T>(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk,
-        Tensor result, Tensor? sEnter) where T : unmanaged, INumber<T>
+        Tensor o, Tensor sFinal, Tensor? sEnter) where T : unmanaged, INumber<T>
     {
         var d = Sizes(q, v, chunk);
-        long stride = d.Lp * d.Dv + (long)d.Dk * d.Dv;
         nint pq = Ptr<T>(q), pk = Ptr<T>(k), pv = Ptr<T>(v), pb = Ptr<T>(beta), ps0 = Ptr<T>(s0),
-            pr = Ptr<T>(result), pse = Ptr<T>(sEnter);
+            po = Ptr<T>(o), psf = Ptr<T>(sFinal), pse = Ptr<T>(sEnter);
         KernelParallel.For(d.BH, h =>
         {
             int c = d.C, dk = d.Dk, dv = d.Dv;
@@ -92,7 +92,7 @@ internal static unsafe class DeltaRuleChunkCpu
             T* kb = scratch.Take(c * dk), vb = scratch.Take(c * dv), kt = scratch.Take(dk * c), a = scratch.Take(cc),
                 t = scratch.Take(cc), x = scratch.Take(cc), w = scratch.Take(c * dk), up = scratch.Take(c * dv), p = scratch.Take(cc), s = scratch.Take(kv);
             T* qh = (T*)pq + h * d.Lp * dk, kh = (T*)pk + h * d.Lp * dk, vh = (T*)pv + h * d.Lp * dv, bh = (T*)pb + h * d.Lp;
-            T* oh = (T*)pr + h * stride;
+            T* oh = (T*)po + h * d.Lp * dv;
             new Span<T>((T*)ps0 + h * kv, (int)kv).CopyTo(new Span<T>(s, (int)kv));
             for (int j = 0; j < d.N; j++)
             {
@@ -107,10 +107,10 @@ internal static unsafe class DeltaRuleChunkCpu
                 SmallGemm.Gemm(c, dv, c, p, c, up, dv, oj, dv, true, T.One, Triangle.Lower);           //   + P U'
                 SmallGemm.Gemm(dk, dv, c, kj, dk, up, dv, s, dv, true, T.One, transA: true);            // S += K^T U'
             }
-            new Span<T>(s, (int)kv).CopyTo(new Span<T>(oh + d.Lp * dv, (int)kv));
+            new Span<T>(s, (int)kv).CopyTo(new Span<T>((T*)psf + h * kv, (int)kv));
         });
         GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(beta); GC.KeepAlive(s0);
-        GC.KeepAlive(result); GC.KeepAlive(sEnter);
+        GC.KeepAlive(o); GC.KeepAlive(sFinal); GC.KeepAlive(sEnter);
     }
 
     /// <summary>
@@ -182,13 +182,12 @@ internal static unsafe class DeltaRuleChunkCpu
             }
     }
 
-    private static void Backward<T>(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor sEnter, int chunk, Tensor? dResult,
+    private static void Backward<T>(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor sEnter, int chunk, Tensor? dO, Tensor? dSFinal,
         Tensor dq, Tensor dk, Tensor dv, Tensor dbeta, Tensor ds0) where T : unmanaged, INumber<T>
     {
         var d = Sizes(q, v, chunk);
-        long stride = d.Lp * d.Dv + (long)d.Dk * d.Dv;
         nint pq = Ptr<T>(q), pk = Ptr<T>(k), pv = Ptr<T>(v), pb = Ptr<T>(beta), pse = Ptr<T>(sEnter),
-            pdr = Ptr<T>(dResult), pdq = Ptr<T>(dq), pdk = Ptr<T>(dk), pdv = Ptr<T>(dv),
+            pdo = Ptr<T>(dO), pdsf = Ptr<T>(dSFinal), pdq = Ptr<T>(dq), pdk = Ptr<T>(dk), pdv = Ptr<T>(dv),
             pdb = Ptr<T>(dbeta), pds0 = Ptr<T>(ds0);
         KernelParallel.For(d.BH, h =>
         {
@@ -204,13 +203,13 @@ internal static unsafe class DeltaRuleChunkCpu
             new Span<T>(zero, (int)cdv).Clear();
             T* qh = (T*)pq + h * d.Lp * dkk, kh = (T*)pk + h * d.Lp * dkk, vh = (T*)pv + h * d.Lp * dvv, bh = (T*)pb + h * d.Lp;
             T* dqh = (T*)pdq + h * d.Lp * dkk, dkh = (T*)pdk + h * d.Lp * dkk, dvh = (T*)pdv + h * d.Lp * dvv, dbh = (T*)pdb + h * d.Lp;
-            if (pdr != 0) new Span<T>((T*)pdr + h * stride + d.Lp * dvv, (int)kv).CopyTo(new Span<T>(ds, (int)kv));
+            if (pdsf != 0) new Span<T>((T*)pdsf + h * kv, (int)kv).CopyTo(new Span<T>(ds, (int)kv));
             else new Span<T>(ds, (int)kv).Clear();
             for (int j = d.N - 1; j >= 0; j--)
             {
                 long r0 = (long)j * c;
                 T* qj = qh + r0 * dkk, kj = kh + r0 * dkk, vj = vh + r0 * dvv, bj = bh + r0;
-                T* doj = pdr != 0 ? (T*)pdr + h * stride + r0 * dvv : zero;
+                T* doj = pdo != 0 ? (T*)pdo + h * d.Lp * dvv + r0 * dvv : zero;
                 T* dqj = dqh + r0 * dkk, dkj = dkh + r0 * dkk, dvj = dvh + r0 * dvv, dbj = dbh + r0;
                 T* s = (T*)pse + (h * (long)d.N + j) * kv;
 
@@ -260,7 +259,7 @@ internal static unsafe class DeltaRuleChunkCpu
             }
             new Span<T>(ds, (int)kv).CopyTo(new Span<T>((T*)pds0 + h * kv, (int)kv));
         });
-        GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(beta); GC.KeepAlive(sEnter); GC.KeepAlive(dResult);
+        GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(beta); GC.KeepAlive(sEnter); GC.KeepAlive(dO); GC.KeepAlive(dSFinal);
         GC.KeepAlive(dq); GC.KeepAlive(dk); GC.KeepAlive(dv); GC.KeepAlive(dbeta); GC.KeepAlive(ds0);
     }
 }

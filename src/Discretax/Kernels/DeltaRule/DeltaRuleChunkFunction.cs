@@ -35,12 +35,11 @@ namespace Discretax.Kernels;
 /// <see cref="DeltaRuleChunkCpu"/> (parallel over B x NH, whole chunks in cache); elsewhere tensor operations, per
 /// segment of about 1024 steps (<see cref="SequenceSegments"/>) with the chunks of a segment batched.
 /// Called as <c>apply(q, k, v, beta, s0, chunk, path)</c> with contiguous <c>[BH, Lp, D]</c> inputs of the compute
-/// dtype, <c>Lp</c> a multiple of <c>chunk</c>, <c>s0 [BH, Dk, Dv]</c>; returns one tensor <c>[BH, Lp Dv + Dk Dv]</c>, per head
-/// the output <c>O [Lp, Dv]</c> followed by the final state <c>[Dk, Dv]</c> (<see cref="Run"/> splits it): a single output
-/// always receives a defined gradient (zeros where a part is unused), which TorchSharp's multi-output functions do not
-/// guarantee for outputs the loss does not use. No double backward.</para>
+/// dtype, <c>Lp</c> a multiple of <c>chunk</c>, <c>s0 [BH, Dk, Dv]</c>; returns <c>[O [BH, Lp, Dv], S_final [BH, Dk, Dv]]</c>.
+/// The gradient of an output the loss does not use arrives undefined (gradients are not materialized) and counts as
+/// zero. No double backward.</para>
 /// </remarks>
-internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChunkFunction>
+internal sealed class DeltaRuleChunkFunction : MultiTensorFunction<DeltaRuleChunkFunction>
 {
     private sealed record Sizes(int Chunk, bool Compiled);
 
@@ -58,31 +57,33 @@ internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChu
     {
         bool grad = is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad || beta.requires_grad || s0.requires_grad);
         using var scope = NewDisposeScope();
-        Tensor result;
+        Tensor o, s;
         if (!grad)
         {
-            using var _ = no_grad();
-            result = Forward(q, k, v, beta, s0, chunk, Compiled(q, path), saveStates: false).Result;
+            using var noGrad = no_grad();
+            (o, s, _) = Forward(q, k, v, beta, s0, chunk, Compiled(q, path), saveStates: false);
         }
-        else result = apply(q, k, v, beta, s0, chunk, path);
-        long bh = q.shape[0], lp = q.shape[1], dk = q.shape[2], dv = v.shape[2];
-        var o = result.narrow(1, 0, lp * dv).view(bh, lp, dv);
-        var s = result.narrow(1, lp * dv, dk * dv).view(bh, dk, dv);
+        else
+        {
+            var r = apply(q, k, v, beta, s0, chunk, path);
+            (o, s) = (r[0], r[1]);
+        }
         return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
     }
 
     private static bool Compiled(Tensor q, KernelPath path) => path == KernelPath.Auto && DeltaRuleChunkCpu.Supports(q);
 
-    private static (Tensor Result, Tensor? SEnter) Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk,
+    private static (Tensor O, Tensor S, Tensor? SEnter) Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor s0, int chunk,
         bool compiled, bool saveStates)
     {
         long bh = q.shape[0], lp = q.shape[1], dk = q.shape[2], dv = v.shape[2], n = lp / chunk;
         if (compiled)
         {
-            var result = empty(new[] { bh, lp * dv + dk * dv }, dtype: q.dtype, device: q.device);
+            var o = empty(new[] { bh, lp, dv }, dtype: q.dtype, device: q.device);
+            var s = empty(new[] { bh, dk, dv }, dtype: q.dtype, device: q.device);
             var sEnter = saveStates ? empty(new[] { bh, n, dk, dv }, dtype: q.dtype, device: q.device) : null;
-            DeltaRuleChunkCpu.Forward(q, k, v, beta, s0, chunk, result, sEnter);
-            return (result, sEnter);
+            DeltaRuleChunkCpu.Forward(q, k, v, beta, s0, chunk, o, s, sEnter);
+            return (o, s, sEnter);
         }
         using var scope = NewDisposeScope();
         var parts = new List<Tensor>();
@@ -94,13 +95,13 @@ internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChu
             long len = Math.Min(segment, lp - start);
             var (o, sEnter) = TensorSegmentForward(q.narrow(1, start, len), k.narrow(1, start, len), v.narrow(1, start, len),
                 beta.narrow(1, start, len), chunk, ref state);
-            parts.Add(o.reshape(bh, len * dv));
+            parts.Add(o);
             if (saveStates) entering.Add(sEnter);
         }
-        parts.Add(state.reshape(bh, dk * dv));
-        var joined = cat(parts, 1);
+        var output = parts.Count == 1 ? parts[0] : cat(parts, 1);
+        var final = ReferenceEquals(state, s0) ? s0.clone() : state;
         var enter = saveStates ? (entering.Count == 1 ? entering[0] : cat(entering, 1)).MoveToOuterDisposeScope() : null;
-        return (joined.MoveToOuterDisposeScope(), enter);
+        return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope(), enter);
     }
 
     /// <summary>One segment <c>[BH, n C, D]</c> by batched products; returns its outputs and entering states <c>[BH, n, Dk, Dv]</c>.</summary>
@@ -142,7 +143,7 @@ internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChu
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    public override List<Tensor> forward(AutogradContext ctx, params object[] vars)
     {
         AutogradBuffers.Flush();
         var q = (Tensor)vars[0];
@@ -154,35 +155,40 @@ internal sealed class DeltaRuleChunkFunction : SingleTensorFunction<DeltaRuleChu
         var path = (KernelPath)vars[6];
         bool compiled = Compiled(q, path);
         using var _ = no_grad();
-        var (result, sEnter) = Forward(q, k, v, beta, s0, chunk, compiled, saveStates: true);
-        ctx.save_for_backward(new List<Tensor> { q, k, v, beta, sEnter! });
-        LastSavedElements = q.numel() + k.numel() + v.numel() + beta.numel() + sEnter!.numel();
+        using var scope = NewDisposeScope();
+        var (o, s, sEnter) = Forward(q, k, v, beta, s0, chunk, compiled, saveStates: true);
+        // Saved after this method returns (TorchSharp takes the list then): the states outlive this scope.
+        sEnter!.MoveToOuterDisposeScope();
+        ctx.save_for_backward(new List<Tensor> { q, k, v, beta, sEnter });
+        LastSavedElements = q.numel() + k.numel() + v.numel() + beta.numel() + sEnter.numel();
         ctx.save_data("sizes", new Sizes(chunk, compiled));
-        return result;
+        ctx.set_materialize_grads(false);
+        return new List<Tensor> { o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope() };
     }
 
     /// <inheritdoc/>
-    public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
+    public override List<Tensor> backward(AutogradContext ctx, List<Tensor> gradOutputs)
     {
         AutogradBuffers.Flush();
         var sizes = (Sizes)ctx.get_data("sizes");
-        var saved = ctx.get_saved_variables();
-        Tensor q = saved[0], k = saved[1], v = saved[2], beta = saved[3], sEnter = saved[4];
         Tensor dq, dk, dv, dbeta, ds0;
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
+            // The unpacked saved tensors are new wrappers: inside the scope, so that they are released here.
+            var saved = ctx.get_saved_variables();
+            Tensor q = saved[0], k = saved[1], v = saved[2], beta = saved[3], sEnter = saved[4];
             dq = empty_like(q); dk = empty_like(k); dv = empty_like(v); dbeta = empty_like(beta);
             ds0 = empty(new[] { q.shape[0], q.shape[2], v.shape[2] }, dtype: q.dtype, device: q.device);
-            long bh = q.shape[0], lp = q.shape[1], dkk = q.shape[2], dvv = v.shape[2];
+            var dO = gradOutputs[0] is { IsInvalid: false } go ? go : null;
+            var dS = gradOutputs[1] is { IsInvalid: false } gs ? gs : null;
             if (sizes.Compiled)
-                DeltaRuleChunkCpu.Backward(q, k, v, beta, sEnter, sizes.Chunk, gradOutput.contiguous(), dq, dk, dv, dbeta, ds0);
+                DeltaRuleChunkCpu.Backward(q, k, v, beta, sEnter, sizes.Chunk, dO?.contiguous(), dS?.contiguous(), dq, dk, dv, dbeta, ds0);
             else
-                TensorBackward(q, k, v, beta, sEnter, sizes.Chunk, gradOutput.narrow(1, 0, lp * dvv).view(bh, lp, dvv),
-                    gradOutput.narrow(1, lp * dvv, dkk * dvv).view(bh, dkk, dvv), dq, dk, dv, dbeta, ds0);
+                TensorBackward(q, k, v, beta, sEnter, sizes.Chunk, dO, dS, dq, dk, dv, dbeta, ds0);
             foreach (var g in new[] { dq, dk, dv, dbeta, ds0 }) g.MoveToOuterDisposeScope();
         }
-        AutogradBuffers.Release(gradOutput);
+        AutogradBuffers.Release(gradOutputs.ToArray());
         // Null for the two non-tensor arguments (chunk, path).
         return AutogradBuffers.Return(dq, dk, dv, dbeta, ds0, null, null);
     }
