@@ -169,6 +169,7 @@ internal static unsafe class SmallGemm
             ScalarBlockD(rows, cols, (double*)a, ars, acs, (double*)b, ldb, (double*)c, ldc, k0, k1, accumulate, Unsafe.As<T, double>(ref alpha));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarBlockF(int rows, int cols, float* a, int ars, int acs, float* b, int ldb, float* c, int ldc, int k0, int k1,
         bool accumulate, float alpha)
     {
@@ -181,6 +182,7 @@ internal static unsafe class SmallGemm
             }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarBlockD(int rows, int cols, double* a, int ars, int acs, double* b, int ldb, double* c, int ldc, int k0, int k1,
         bool accumulate, double alpha)
     {
@@ -194,6 +196,7 @@ internal static unsafe class SmallGemm
     }
 
     /// <summary><c>dst[j, i] = src[i, j]</c> for <c>src [rows, cols]</c> (leading dimensions given).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Transpose<T>(int rows, int cols, T* src, int lds, T* dst, int ldd) where T : unmanaged
     {
         if (typeof(T) == typeof(float) && Avx.IsSupported)
@@ -221,6 +224,7 @@ internal static unsafe class SmallGemm
     }
 
     /// <summary>One 8 x 8 float block: <c>dst[j, i] = src[i, j]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
         var r0 = Avx.LoadVector256(src);
@@ -250,6 +254,7 @@ internal static unsafe class SmallGemm
     }
 
     /// <summary>Zeroes <c>c[i, j]</c> for <c>j &gt; i + diagonal</c> (0: keeps the diagonal, -1: strictly lower).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void MaskUpper<T>(int m, int n, T* c, int ldc, int diagonal) where T : unmanaged
     {
         for (int i = 0; i < m; i++)

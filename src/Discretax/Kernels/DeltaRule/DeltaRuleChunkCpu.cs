@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -118,6 +119,7 @@ internal static unsafe class DeltaRuleChunkCpu
     /// <c>A = Kb K^T</c> (its strictly lower part is read), <c>T = (I + tril(A, -1))^{-1}</c>, <c>W = T Kb</c> and
     /// <c>U = T Vb</c> (into <paramref name="u"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Prepare<T>(int c, int dk, int dv, T* kj, T* vj, T* bj, T* kb, T* vb, T* kt, T* a, T* t, T* x, T* w, T* u)
         where T : unmanaged, INumber<T>
     {
@@ -133,6 +135,7 @@ internal static unsafe class DeltaRuleChunkCpu
         SmallGemm.Gemm(c, dv, c, t, c, vb, dv, u, dv, false, T.One, Triangle.Lower);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scale<T>(int n, T s, T* x, T* y) where T : unmanaged, INumber<T>
     {
         int i = 0;
@@ -151,6 +154,7 @@ internal static unsafe class DeltaRuleChunkCpu
     /// <c>T11</c>, <c>T22</c> by <c>T21 = -T22 (A21 T11)</c> with <see cref="SmallGemm"/> (exact, the blocked form of the
     /// same substitution). <paramref name="x"/> is <c>C x C</c> scratch.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void InvertUnitLower<T>(int c, T* a, T* t, T* x) where T : unmanaged, INumber<T>
     {
         const int block = 16;

@@ -95,6 +95,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
     /// ... + g_i)</c> for <c>j &lt;= i</c> (the sums accumulated down the columns, never as differences of cumulative sums)
     /// and 0 above the diagonal; <c>e_i = exp(g_1 + ... + g_i)</c>; <c>f_i = Gamma_{C-1, i}</c>; returns <c>e_C</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Decays<T>(int c, T* gj, T* gamma, T* e, T* f) where T : unmanaged, INumber<T>
     {
         // Rows of D: D[0] = [0, -inf, ...]; D[i] = D[i-1] + g_i on j < i, D[i][i] = 0, -inf above.
@@ -120,6 +121,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         return e[c - 1];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ExpInPlace<T>(int n, T* x) where T : unmanaged, INumber<T>
     {
         int w = Vector256<T>.Count, i = 0;
@@ -131,6 +133,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 : (T)(object)Math.Exp((double)(object)x[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleRows<T>(int rows, int cols, T* scale, T* src, T* dst) where T : unmanaged, INumber<T>
     {
         for (int i = 0; i < rows; i++)
@@ -147,6 +150,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void MulInPlace<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
     {
         int i = 0;
@@ -155,6 +159,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         for (; i < n; i++) x[i] *= y[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Dot<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
     {
         T s = T.Zero;
@@ -173,6 +178,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
     /// The chunk's UT transform: decays, <c>Kb = diag(beta) K</c>, <c>Vb</c>, <c>K^T</c>, <c>M = Kb K^T</c> (lower part),
     /// <c>T = (I + tril(M Gamma, -1))^{-1}</c>, <c>X = diag(e) Kb</c>, <c>W = T X</c>, <c>U = T Vb</c>. Returns <c>e_C</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Prepare<T>(int c, int dk, int dv, T* kj, T* vj, T* gj, T* bj, T* gamma, T* e, T* f, T* kb, T* vb, T* kt,
         T* m, T* a, T* t, T* x, T* scratch, T* w, T* u) where T : unmanaged, INumber<T>
     {

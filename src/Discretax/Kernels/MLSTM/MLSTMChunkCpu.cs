@@ -83,6 +83,7 @@ internal static unsafe class MLSTMChunkCpu
         typeof(T) == typeof(float) ? (T)(object)MathF.Exp((float)(object)x) : (T)(object)Math.Exp((double)(object)x);
 
     /// <summary><c>x[i] = exp(x[i] - shift)</c> for i in [0, n).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ExpShifted<T>(int n, T* x, T shift) where T : unmanaged, INumber<T>
     {
         int w = Vector256<T>.Count, i = 0;
@@ -95,6 +96,7 @@ internal static unsafe class MLSTMChunkCpu
         for (; i < n; i++) x[i] = Exp(x[i] - shift);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Dot<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
     {
         T s = T.Zero;
@@ -110,6 +112,7 @@ internal static unsafe class MLSTMChunkCpu
     }
 
     /// <summary>The maximum of <c>x[0..n)</c> (NaN-propagating like the scalar comparison chain it replaces is not needed: D holds no NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Max<T>(int n, T* x) where T : unmanaged, INumber<T>
     {
         int i = 0;
@@ -126,6 +129,7 @@ internal static unsafe class MLSTMChunkCpu
     }
 
     /// <summary><c>y += a x</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Axpy<T>(int n, T a, T* x, T* y) where T : unmanaged, INumber<T>
     {
         int i = 0;
@@ -138,6 +142,7 @@ internal static unsafe class MLSTMChunkCpu
     }
 
     /// <summary><c>x *= a</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scale<T>(int n, T a, T* x) where T : unmanaged, INumber<T>
     {
         int i = 0;
@@ -156,6 +161,7 @@ internal static unsafe class MLSTMChunkCpu
     /// <c>InterLog_t = b_t + m</c>, <c>m_t = max(InterLog_t, RowMax_t)</c>, <c>E = exp(D - m_t)</c> in place of D (0 above
     /// the diagonal) and <c>e_t = exp(InterLog_t - m_t)</c>. Returns <c>m' = m_{c-1}</c>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static T Gates<T>(int c, T* ij, T* fj, T m, T* d, T* b, T* rowMax, int* argMax, T* interLog, T* mt, T* e)
         where T : unmanaged, INumber<T>
     {
@@ -271,6 +277,7 @@ internal static unsafe class MLSTMChunkCpu
         GC.KeepAlive(ms); GC.KeepAlive(h); GC.KeepAlive(den);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadState<T>(int dk, int dv, T* src, T* c, T* n) where T : unmanaged
     {
         for (int i = 0; i < dk; i++)
@@ -280,6 +287,7 @@ internal static unsafe class MLSTMChunkCpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StoreState<T>(int dk, int dv, T* c, T* n, T* dst) where T : unmanaged
     {
         for (int i = 0; i < dk; i++)
