@@ -72,7 +72,9 @@ namespace Discretax.Kernels;
 /// only its inputs and the state entering every chunk (O(L D + (L / C) Dk Dv) per head); the backward recomputes
 /// the decay matrices, <c>T</c>, <c>W</c>, <c>U</c> and <c>U'</c> segment by segment from them and runs one reverse
 /// pass over chunks for the state gradient. Gradients of every input and of both results flow; no double backward.
-/// <see cref="Recurrent"/> is differentiated by autograd through its tensor operations.
+/// On CPU (float32 / float64, x64 with AVX2 and FMA) the function runs a compiled C# whole-chunk kernel
+/// (<c>GatedDeltaRuleChunkCpu</c>, parallel over B x NH; the segments apply to the tensor path only), elsewhere tensor
+/// operations. <see cref="Recurrent"/> is differentiated by autograd through its tensor operations.
 /// </para>
 /// </remarks>
 public static class GatedDeltaRule

@@ -50,8 +50,10 @@ public static class MLSTMKernel
     /// entering every chunk (O(L D + (L / c) Dk Dv) per head), and the hand-written backward recomputes the intra-chunk
     /// matrices segment by segment; the gradients of every input, the initial state and both outputs (the output and
     /// the final state, m included) are exact for this forward (the subgradient of the maxima goes to the winning term,
-    /// as autograd through <see cref="Recurrent"/>). No double backward. Packed sequences (<paramref name="cuSeqlens"/>)
-    /// still differentiate through the tensor operations (autograd saves the per-chunk c x c matrices there).
+    /// as autograd through <see cref="Recurrent"/>). No double backward. On CPU (float32 / float64, x64 with AVX2 and
+    /// FMA) the function runs a compiled C# whole-chunk kernel (<c>MLSTMChunkCpu</c>), elsewhere tensor operations.
+    /// Packed sequences (<paramref name="cuSeqlens"/>) still differentiate through the tensor operations (autograd
+    /// saves the per-chunk c x c matrices there).
     /// </remarks>
     /// <param name="q">Queries <c>[B, NH, L, Dk]</c> (scaled by <c>Dk^-1/2</c> inside).</param>
     /// <param name="k">Keys <c>[B, NH, L, Dk]</c>.</param>
