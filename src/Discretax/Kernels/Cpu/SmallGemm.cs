@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -42,7 +43,7 @@ internal static unsafe class SmallGemm
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Gemm<T>(int m, int n, int k, T* a, int lda, T* b, int ldb, T* c, int ldc,
-        bool accumulate, T alpha, Triangle triangleA = Triangle.None, bool lowerOutput = false, bool transA = false) where T : unmanaged
+        bool accumulate, T alpha, Triangle triangleA = Triangle.None, bool lowerOutput = false, bool transA = false) where T : unmanaged, INumber<T>
     {
         int w = Vector256<T>.Count;
         // Element (i, l) of op(A) sits at a[i * ars + l * acs]: row-major A, or A^T read from A's memory (the tiles
@@ -160,36 +161,14 @@ internal static unsafe class SmallGemm
         Store(c + w, c1, accumulate, al);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarBlock<T>(int rows, int cols, T* a, int ars, int acs, T* b, int ldb, T* c, int ldc, int k0, int k1,
-        bool accumulate, T alpha) where T : unmanaged
-    {
-        if (typeof(T) == typeof(float))
-            ScalarBlockF(rows, cols, (float*)a, ars, acs, (float*)b, ldb, (float*)c, ldc, k0, k1, accumulate, Unsafe.As<T, float>(ref alpha));
-        else
-            ScalarBlockD(rows, cols, (double*)a, ars, acs, (double*)b, ldb, (double*)c, ldc, k0, k1, accumulate, Unsafe.As<T, double>(ref alpha));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScalarBlockF(int rows, int cols, float* a, int ars, int acs, float* b, int ldb, float* c, int ldc, int k0, int k1,
-        bool accumulate, float alpha)
+        bool accumulate, T alpha) where T : unmanaged, INumber<T>
     {
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < cols; j++)
             {
-                float s = 0;
-                for (int l = k0; l < k1; l++) s += a[r * ars + l * acs] * b[l * ldb + j];
-                c[r * ldc + j] = accumulate ? c[r * ldc + j] + alpha * s : alpha * s;
-            }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScalarBlockD(int rows, int cols, double* a, int ars, int acs, double* b, int ldb, double* c, int ldc, int k0, int k1,
-        bool accumulate, double alpha)
-    {
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++)
-            {
-                double s = 0;
+                T s = T.Zero;
                 for (int l = k0; l < k1; l++) s += a[r * ars + l * acs] * b[l * ldb + j];
                 c[r * ldc + j] = accumulate ? c[r * ldc + j] + alpha * s : alpha * s;
             }

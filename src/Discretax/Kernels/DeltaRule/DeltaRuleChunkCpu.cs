@@ -54,28 +54,6 @@ internal static unsafe class DeltaRuleChunkCpu
 
     private static nint Ptr<T>(Tensor? t) where T : unmanaged => (nint)CpuTensorMemory.Pointer<T>(t, "DeltaRule.Chunked");
 
-    /// <summary>Per-task scratch: <c>blocks</c> 64-byte aligned blocks of at most <c>largest</c> elements, bounds-checked.</summary>
-    private sealed class Scratch<T> : IDisposable where T : unmanaged
-    {
-        private readonly T* _base;
-        private readonly long _capacity;
-        private long _used;
-        public Scratch(int blocks, long largest)
-        {
-            _capacity = blocks * ((largest + 15) / 16 * 16);
-            _base = (T*)NativeMemory.AlignedAlloc((nuint)(_capacity * sizeof(T)), 64);
-        }
-        public T* Take(long count)
-        {
-            long size = (count + 15) / 16 * 16;
-            if (_used + size > _capacity) throw new InvalidOperationException("DeltaRuleChunkCpu: scratch exhausted.");
-            T* p = _base + _used;
-            _used += size;
-            return p;
-        }
-        public void Dispose() => NativeMemory.AlignedFree(_base);
-    }
-
     /// <summary>The largest block a task takes: C x C, C x D or Dk x Dv.</summary>
     private static long Largest(Dims d) => Math.Max((long)d.C * d.C, Math.Max((long)d.C * Math.Max(d.Dk, d.Dv), (long)d.Dk * d.Dv));
 
@@ -89,7 +67,7 @@ internal static unsafe class DeltaRuleChunkCpu
         {
             int c = d.C, dk = d.Dk, dv = d.Dv;
             long cc = (long)c * c, kv = (long)dk * dv;
-            using var scratch = new Scratch<T>(10, Largest(d));
+            using var scratch = new KernelScratch<T>(10, Largest(d));
             T* kb = scratch.Take(c * dk), vb = scratch.Take(c * dv), kt = scratch.Take(dk * c), a = scratch.Take(cc),
                 t = scratch.Take(cc), x = scratch.Take(cc), w = scratch.Take(c * dk), up = scratch.Take(c * dv), p = scratch.Take(cc), s = scratch.Take(kv);
             T* qh = (T*)pq + h * d.Lp * dk, kh = (T*)pk + h * d.Lp * dk, vh = (T*)pv + h * d.Lp * dv, bh = (T*)pb + h * d.Lp;
@@ -125,26 +103,14 @@ internal static unsafe class DeltaRuleChunkCpu
     {
         for (int i = 0; i < c; i++)
         {
-            Scale(dk, bj[i], kj + i * dk, kb + i * dk);
-            Scale(dv, bj[i], vj + i * dv, vb + i * dv);
+            KernelVectors.Scale(dk, bj[i], kj + i * dk, kb + i * dk);
+            KernelVectors.Scale(dv, bj[i], vj + i * dv, vb + i * dv);
         }
         SmallGemm.Transpose(c, dk, kj, dk, kt, c);
         SmallGemm.Gemm(c, c, dk, kb, dk, kt, c, a, c, false, T.One, lowerOutput: true);
         InvertUnitLower(c, a, t, x);
         SmallGemm.Gemm(c, dk, c, t, c, kb, dk, w, dk, false, T.One, Triangle.Lower);
         SmallGemm.Gemm(c, dv, c, t, c, vb, dv, u, dv, false, T.One, Triangle.Lower);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scale<T>(int n, T s, T* x, T* y) where T : unmanaged, INumber<T>
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vs = new Vector<T>(s);
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) (vs * Vector.Load(x + i)).Store(y + i);
-        }
-        for (; i < n; i++) y[i] = s * x[i];
     }
 
     /// <summary>
@@ -197,7 +163,7 @@ internal static unsafe class DeltaRuleChunkCpu
         {
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, cdk = (long)c * dkk, cdv = (long)c * dvv;
-            using var scratch = new Scratch<T>(20, Largest(d));
+            using var scratch = new KernelScratch<T>(20, Largest(d));
             T* kb = scratch.Take(cdk), vb = scratch.Take(cdv), kt = scratch.Take(cdk), a = scratch.Take(cc), t = scratch.Take(cc),
                 x = scratch.Take(cc), w = scratch.Take(cdk), u = scratch.Take(cdv), up = scratch.Take(cdv), p = scratch.Take(cc),
                 dup = scratch.Take(cdv), ut = scratch.Take(cdv), dpm = scratch.Take(cc), st = scratch.Take(kv),

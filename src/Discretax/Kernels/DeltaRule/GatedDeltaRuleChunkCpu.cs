@@ -58,38 +58,6 @@ internal static unsafe class GatedDeltaRuleChunkCpu
 
     private static nint Ptr<T>(Tensor? t) where T : unmanaged => (nint)CpuTensorMemory.Pointer<T>(t, "GatedDeltaRule.Chunked");
 
-    /// <summary>Per-task scratch, 64-byte aligned blocks.</summary>
-    private sealed class Scratch<T> : IDisposable where T : unmanaged
-    {
-        private readonly T* _base;
-        private readonly long _capacity;
-        private long _used;
-        public Scratch(long count)
-        {
-            _capacity = count;
-            _base = (T*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(T)), 64);
-        }
-        public T* Take(long count)
-        {
-            long size = (count + 15) / 16 * 16;
-            if (_used + size > _capacity) throw new InvalidOperationException("GatedDeltaRuleChunkCpu: scratch exhausted.");
-            T* p = _base + _used;
-            _used += size;
-            return p;
-        }
-        public void Dispose() => NativeMemory.AlignedFree(_base);
-    }
-
-    /// <summary>Scratch size for <paramref name="blocks"/> blocks of at most <paramref name="largest"/> elements.</summary>
-    private static long Capacity(int blocks, long largest) => blocks * ((largest + 15) / 16 * 16);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<T> Exp<T>(Vector256<T> x) where T : unmanaged
-    {
-        if (typeof(T) == typeof(float)) return Vector256.Exp(x.AsSingle()).As<float, T>();
-        return Vector256.Exp(x.AsDouble()).As<double, T>();
-    }
-
     /// <summary>
     /// The chunk's decays from its log gates <paramref name="gj"/>: <c>Gamma [C, C]</c> with <c>Gamma_ij = exp(g_{j+1} +
     /// ... + g_i)</c> for <c>j &lt;= i</c> (the sums accumulated down the columns, never as differences of cumulative sums)
@@ -115,63 +83,10 @@ internal static unsafe class GatedDeltaRuleChunkCpu
             e[i] = cum;
         }
         // The rows above hold the log decays; exponentiate all of Gamma and e (exp(-inf) = 0).
-        ExpInPlace(c * c, gamma);
-        ExpInPlace(c, e);
+        KernelVectors.ExpShifted(c * c, gamma, T.Zero);
+        KernelVectors.ExpShifted(c, e, T.Zero);
         for (int i = 0; i < c; i++) f[i] = gamma[(c - 1) * c + i];
         return e[c - 1];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ExpInPlace<T>(int n, T* x) where T : unmanaged, INumber<T>
-    {
-        int w = Vector256<T>.Count, i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + w <= n; i += w) Exp(Vector256.Load(x + i)).Store(x + i);
-        for (; i < n; i++)
-            x[i] = typeof(T) == typeof(float)
-                ? (T)(object)MathF.Exp((float)(object)x[i])
-                : (T)(object)Math.Exp((double)(object)x[i]);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleRows<T>(int rows, int cols, T* scale, T* src, T* dst) where T : unmanaged, INumber<T>
-    {
-        for (int i = 0; i < rows; i++)
-        {
-            T s = scale[i];
-            T* a = src + i * cols, b = dst + i * cols;
-            int j = 0;
-            if (Vector.IsHardwareAccelerated)
-            {
-                var vs = new Vector<T>(s);
-                for (; j + Vector<T>.Count <= cols; j += Vector<T>.Count) (vs * Vector.Load(a + j)).Store(b + j);
-            }
-            for (; j < cols; j++) b[j] = s * a[j];
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MulInPlace<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) (Vector.Load(x + i) * Vector.Load(y + i)).Store(x + i);
-        for (; i < n; i++) x[i] *= y[i];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static T Dot<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
-    {
-        T s = T.Zero;
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var acc = Vector<T>.Zero;
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) acc += Vector.Load(x + i) * Vector.Load(y + i);
-            s = Vector.Sum(acc);
-        }
-        for (; i < n; i++) s += x[i] * y[i];
-        return s;
     }
 
     /// <summary>
@@ -183,15 +98,15 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         T* m, T* a, T* t, T* x, T* scratch, T* w, T* u) where T : unmanaged, INumber<T>
     {
         T ec = Decays(c, gj, gamma, e, f);
-        ScaleRows(c, dk, bj, kj, kb);
-        ScaleRows(c, dv, bj, vj, vb);
+        KernelVectors.ScaleRows(c, dk, bj, kj, kb);
+        KernelVectors.ScaleRows(c, dv, bj, vj, vb);
         SmallGemm.Transpose(c, dk, kj, dk, kt, c);
         SmallGemm.Gemm(c, c, dk, kb, dk, kt, c, m, c, false, T.One, lowerOutput: true);
         SmallGemm.MaskUpper(c, c, m, c, 0);          // the backward multiplies all of M (scratch is not zeroed)
         for (int i = 0; i < c; i++)
             for (int j = 0; j < i; j++) a[i * c + j] = m[i * c + j] * gamma[i * c + j];   // only the strict lower part is read
         DeltaRuleChunkCpu.InvertUnitLower(c, a, t, scratch);
-        ScaleRows(c, dk, e, kb, x);
+        KernelVectors.ScaleRows(c, dk, e, kb, x);
         SmallGemm.Gemm(c, dk, c, t, c, x, dk, w, dk, false, T.One, Triangle.Lower);
         SmallGemm.Gemm(c, dv, c, t, c, vb, dv, u, dv, false, T.One, Triangle.Lower);
         return ec;
@@ -207,7 +122,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         {
             int c = d.C, dk = d.Dk, dv = d.Dv;
             long cc = (long)c * c, kv = (long)dk * dv, largest = Math.Max(cc, Math.Max((long)c * Math.Max(dk, dv), kv));
-            using var scratch = new Scratch<T>(Capacity(16, largest));
+            using var scratch = new KernelScratch<T>(16, largest);
             T* gamma = scratch.Take(cc), e = scratch.Take(c), f = scratch.Take(c), kb = scratch.Take(c * dk), vb = scratch.Take(c * dv),
                 kt = scratch.Take(dk * c), m = scratch.Take(cc), a = scratch.Take(cc), t = scratch.Take(cc), x = scratch.Take(c * dk),
                 tmp = scratch.Take(cc), w = scratch.Take(c * dk), up = scratch.Take(c * dv), p = scratch.Take(cc), s = scratch.Take(kv),
@@ -223,15 +138,15 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 T ec = Prepare(c, dk, dv, kj, vj, gj, bj, gamma, e, f, kb, vb, kt, m, a, t, x, tmp, w, up);
                 if (ps != 0) new Span<T>(s, (int)kv).CopyTo(new Span<T>((T*)ps + (h * (long)d.N + j) * kv, (int)kv));
                 SmallGemm.Gemm(c, dv, dk, w, dk, s, dv, up, dv, true, -T.One);                      // U' = U - W S
-                ScaleRows(c, dk, e, qj, qg);
+                KernelVectors.ScaleRows(c, dk, e, qj, qg);
                 SmallGemm.Gemm(c, dv, dk, qg, dk, s, dv, oj, dv, false, T.One);                     // O = diag(e) Q S
                 SmallGemm.Gemm(c, c, dk, qj, dk, kt, c, p, c, false, T.One, lowerOutput: true);     // P = tril(Q K^T) Gamma
                 SmallGemm.MaskUpper(c, c, p, c, 0);
-                MulInPlace(c * c, p, gamma);
+                KernelVectors.MulInPlace(c * c, p, gamma);
                 SmallGemm.Gemm(c, dv, c, p, c, up, dv, oj, dv, true, T.One, Triangle.Lower);       //   + P U'
                 // S' = e_C S + (diag(f) K)^T U'
                 for (long i = 0; i < kv; i++) s[i] *= ec;
-                ScaleRows(c, dk, f, kj, x);
+                KernelVectors.ScaleRows(c, dk, f, kj, x);
                 SmallGemm.Gemm(dk, dv, c, x, dk, up, dv, s, dv, true, T.One, transA: true);
                 if (endsAt[j] >= 0)
                     new Span<T>(s, (int)kv).CopyTo(new Span<T>((T*)pf + (endsAt[j] * d.BH + h) * kv, (int)kv));
@@ -253,7 +168,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
         {
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, largest = Math.Max(cc, Math.Max((long)c * Math.Max(dkk, dvv), kv));
-            using var scratch = new Scratch<T>(Capacity(36, largest));
+            using var scratch = new KernelScratch<T>(36, largest);
             T* gamma = scratch.Take(cc), e = scratch.Take(c), f = scratch.Take(c), kb = scratch.Take(c * dkk), vb = scratch.Take(c * dvv),
                 kt = scratch.Take(dkk * c), m = scratch.Take(cc), a = scratch.Take(cc), t = scratch.Take(cc), x = scratch.Take(c * dkk),
                 tmp = scratch.Take(cc), w = scratch.Take(c * dkk), u = scratch.Take(c * dvv), up = scratch.Take(c * dvv),
@@ -288,8 +203,8 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 SmallGemm.Gemm(c, c, dkk, qj, dkk, kt, c, qk, c, false, T.One, lowerOutput: true);      // tril(Q K^T)
                 SmallGemm.MaskUpper(c, c, qk, c, 0);
                 for (long i = 0; i < cc; i++) p[i] = qk[i] * gamma[i];                                  // P
-                ScaleRows(c, dkk, f, kj, kd);                                                           // Kd = diag(f) K
-                ScaleRows(c, dkk, e, qj, qg);                                                           // Qg = diag(e) Q
+                KernelVectors.ScaleRows(c, dkk, f, kj, kd);                                                           // Kd = diag(f) K
+                KernelVectors.ScaleRows(c, dkk, e, qj, qg);                                                           // Qg = diag(e) Q
 
                 // dU' = P^T dO + Kd dS'    (ds holds dS', the gradient of the state after the chunk)
                 SmallGemm.Gemm(c, dvv, c, p, c, doj, dvv, dup, dvv, false, T.One, Triangle.Upper, transA: true);
@@ -297,7 +212,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 // Through S' = e_C S + Kd^T U': dKd = U' dS'^T, df_i = dKd_i . K_i, de_C = sum(dS' S).
                 SmallGemm.Transpose(dkk, dvv, ds, dvv, dst, dkk);
                 SmallGemm.Gemm(c, dkk, dvv, up, dvv, dst, dkk, dkd, dkk, false, T.One);
-                T dec = Dot((int)kv, ds, s);
+                T dec = KernelVectors.Dot((int)kv, ds, s);
                 // Through O = Qg S + P U': dQg = dO S^T, dP = dO U'^T (lower part).
                 SmallGemm.Transpose(dkk, dvv, s, dvv, st, dkk);
                 SmallGemm.Gemm(c, dkk, dvv, doj, dvv, st, dkk, dqg, dkk, false, T.One);
@@ -316,10 +231,10 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 }
 
                 // dQ = diag(e) dQg + (dP Gamma) K;  dK = diag(f) dKd + (dP Gamma)^T Q
-                for (int i = 0; i < c; i++) de[i] = Dot(dkk, dqg + i * dkk, qj + i * dkk);
-                ScaleRows(c, dkk, e, dqg, dqj);
+                for (int i = 0; i < c; i++) de[i] = KernelVectors.Dot(dkk, dqg + i * dkk, qj + i * dkk);
+                KernelVectors.ScaleRows(c, dkk, e, dqg, dqj);
                 SmallGemm.Gemm(c, dkk, c, dpg, c, kj, dkk, dqj, dkk, true, T.One, Triangle.Lower);
-                ScaleRows(c, dkk, f, dkd, dkj);
+                KernelVectors.ScaleRows(c, dkk, f, dkd, dkj);
                 SmallGemm.Gemm(c, dkk, c, dpg, c, qj, dkk, dkj, dkk, true, T.One, Triangle.Upper, transA: true);
 
                 // The UT transform: dVb = T^T dU', dX = T^T dW = -dVb S^T (dW = -dU' S^T),
@@ -337,10 +252,10 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 {
                     T bi = bj[i], ei = e[i];
                     T* dxi = dx + i * dkk, dkbi = dkb + i * dkk, ki = kj + i * dkk, dki = dkj + i * dkk;
-                    T xk = Dot(dkk, dxi, ki);
+                    T xk = KernelVectors.Dot(dkk, dxi, ki);
                     for (int z = 0; z < dkk; z++) dki[z] += bi * (ei * dxi[z] + dkbi[z]);
-                    T dvbv = Dot(dvv, dvb + i * dvv, vj + i * dvv);
-                    dbj[i] = ei * xk + Dot(dkk, dkbi, ki) + dvbv;
+                    T dvbv = KernelVectors.Dot(dvv, dvb + i * dvv, vj + i * dvv);
+                    dbj[i] = ei * xk + KernelVectors.Dot(dkk, dkbi, ki) + dvbv;
                     de[i] += bi * xk;
                     T* dvbi = dvb + i * dvv, dvi = dvj + i * dvv;
                     for (int z = 0; z < dvv; z++) dvi[z] = bi * dvbi[z];
@@ -349,7 +264,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
                 // dg_r = sum_{i >= r} dG_i.
                 for (long i = 0; i < cc; i++) dgam[i] *= gamma[i];
                 T* last = dgam + (c - 1) * c;
-                for (int i = 0; i < c; i++) last[i] += Dot(dkk, dkd + i * dkk, kj + i * dkk) * f[i];
+                for (int i = 0; i < c; i++) last[i] += KernelVectors.Dot(dkk, dkd + i * dkk, kj + i * dkk) * f[i];
                 for (int i = 0; i < c; i++) dG[i] = e[i] * de[i];
                 for (int i = 0; i < c; i++)
                 {

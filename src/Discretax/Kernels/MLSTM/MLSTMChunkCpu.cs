@@ -57,103 +57,6 @@ internal static unsafe class MLSTMChunkCpu
             Backward<double>(q, k, v, ig, lf, h, den, states, ms, chunk, eps, dh, dcF, dnF, dmF, dq, dk, dv, di, dlf, dc0, dn0, dm0);
     }
 
-    private sealed class Scratch<T> : IDisposable where T : unmanaged
-    {
-        private readonly T* _base;
-        private readonly long _capacity;
-        private long _used;
-        public Scratch(int blocks, long largest)
-        {
-            _capacity = blocks * ((largest + 15) / 16 * 16);
-            _base = (T*)NativeMemory.AlignedAlloc((nuint)(_capacity * sizeof(T)), 64);
-        }
-        public T* Take(long count)
-        {
-            long size = (count + 15) / 16 * 16;
-            if (_used + size > _capacity) throw new InvalidOperationException("MLSTMChunkCpu: scratch exhausted.");
-            T* p = _base + _used;
-            _used += size;
-            return p;
-        }
-        public void Dispose() => NativeMemory.AlignedFree(_base);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static T Exp<T>(T x) where T : unmanaged, INumber<T> =>
-        typeof(T) == typeof(float) ? (T)(object)MathF.Exp((float)(object)x) : (T)(object)Math.Exp((double)(object)x);
-
-    /// <summary><c>x[i] = exp(x[i] - shift)</c> for i in [0, n).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ExpShifted<T>(int n, T* x, T shift) where T : unmanaged, INumber<T>
-    {
-        int w = Vector256<T>.Count, i = 0;
-        var vs = Vector256.Create(shift);
-        for (; i + w <= n; i += w)
-        {
-            var d = Vector256.Load(x + i) - vs;
-            (typeof(T) == typeof(float) ? Vector256.Exp(d.AsSingle()).As<float, T>() : Vector256.Exp(d.AsDouble()).As<double, T>()).Store(x + i);
-        }
-        for (; i < n; i++) x[i] = Exp(x[i] - shift);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static T Dot<T>(int n, T* x, T* y) where T : unmanaged, INumber<T>
-    {
-        T s = T.Zero;
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var acc = Vector<T>.Zero;
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) acc += Vector.Load(x + i) * Vector.Load(y + i);
-            s = Vector.Sum(acc);
-        }
-        for (; i < n; i++) s += x[i] * y[i];
-        return s;
-    }
-
-    /// <summary>The maximum of <c>x[0..n)</c> (NaN-propagating like the scalar comparison chain it replaces is not needed: D holds no NaN).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static T Max<T>(int n, T* x) where T : unmanaged, INumber<T>
-    {
-        int i = 0;
-        T best = x[0];
-        if (Vector.IsHardwareAccelerated && n >= Vector<T>.Count)
-        {
-            var acc = Vector.Load(x);
-            for (i = Vector<T>.Count; i + Vector<T>.Count <= n; i += Vector<T>.Count) acc = Vector.Max(acc, Vector.Load(x + i));
-            best = acc[0];
-            for (int l = 1; l < Vector<T>.Count; l++) best = T.Max(best, acc[l]);
-        }
-        for (; i < n; i++) best = T.Max(best, x[i]);
-        return best;
-    }
-
-    /// <summary><c>y += a x</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Axpy<T>(int n, T a, T* x, T* y) where T : unmanaged, INumber<T>
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var va = new Vector<T>(a);
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) (Vector.Load(y + i) + va * Vector.Load(x + i)).Store(y + i);
-        }
-        for (; i < n; i++) y[i] += a * x[i];
-    }
-
-    /// <summary><c>x *= a</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scale<T>(int n, T a, T* x) where T : unmanaged, INumber<T>
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var va = new Vector<T>(a);
-            for (; i + Vector<T>.Count <= n; i += Vector<T>.Count) (va * Vector.Load(x + i)).Store(x + i);
-        }
-        for (; i < n; i++) x[i] *= a;
-    }
-
     /// <summary>
     /// The chunk's gate matrices from its input gates <paramref name="ij"/> and log forget gates <paramref name="fj"/> and
     /// the entering stabilizer <paramref name="m"/>: <c>b</c> (cumulative log forget), the row maxima of
@@ -194,7 +97,7 @@ internal static unsafe class MLSTMChunkCpu
                 for (int j = 1; j <= t; j++) if (row[j] > best) { best = row[j]; at = j; }
                 argMax[t] = at;
             }
-            else best = Max(t + 1, row);
+            else best = KernelVectors.Max(t + 1, row);
             rowMax[t] = best;
             interLog[t] = cum + m;
             mt[t] = T.Max(interLog[t], best);
@@ -202,8 +105,8 @@ internal static unsafe class MLSTMChunkCpu
         }
         for (int t = 0; t < c; t++)
         {
-            ExpShifted(c, d + t * c, mt[t]);
-            e[t] = Exp(interLog[t] - mt[t]);
+            KernelVectors.ExpShifted(c, d + t * c, mt[t]);
+            e[t] = KernelVectors.Exp(interLog[t] - mt[t]);
         }
         return mt[c - 1];
     }
@@ -220,7 +123,7 @@ internal static unsafe class MLSTMChunkCpu
             int c = d.C, dk = d.Dk, dv = d.Dv;
             long cc = (long)c * c, kv = (long)dk * dv, ss = d.StateSize;
             long largest = Math.Max(cc, Math.Max((long)c * Math.Max(dk, dv), kv));
-            using var scratch = new Scratch<T>(14, largest);
+            using var scratch = new KernelScratch<T>(14, largest);
             T* dm = scratch.Take(cc), b = scratch.Take(c), rowMax = scratch.Take(c), interLog = scratch.Take(c), mt = scratch.Take(c),
                 e = scratch.Take(c), kt = scratch.Take(c * dk), s = scratch.Take(cc), cs = scratch.Take(kv), ns = scratch.Take(dk),
                 kl = scratch.Take(c * dk), qn = scratch.Take(c), ones = scratch.Take(c), tmp = scratch.Take(dk);
@@ -242,15 +145,15 @@ internal static unsafe class MLSTMChunkCpu
                 for (long x = 0; x < cc; x++) s[x] *= dm[x];
                 // num = diag(e) Q C + S V;  den = e (Q n) + S 1
                 SmallGemm.Gemm(c, dv, dk, qj, dk, cs, dv, hj, dv, false, T.One);
-                for (int t = 0; t < c; t++) qn[t] = Dot(dk, qj + t * dk, ns);
-                for (int t = 0; t < c; t++) Scale(dv, e[t], hj + t * dv);
+                for (int t = 0; t < c; t++) qn[t] = KernelVectors.Dot(dk, qj + t * dk, ns);
+                for (int t = 0; t < c; t++) KernelVectors.Scale(dv, e[t], hj + t * dv, hj + t * dv);
                 SmallGemm.Gemm(c, dv, c, s, c, vj, dv, hj, dv, true, T.One, Triangle.Lower);
                 for (int t = 0; t < c; t++)
                 {
-                    T dn = e[t] * qn[t] + Dot(t + 1, s + t * c, ones);
+                    T dn = e[t] * qn[t] + KernelVectors.Dot(t + 1, s + t * c, ones);
                     denj[t] = dn;
-                    T z = T.Max(T.Abs(dn), Exp(-mt[t])) + eps;
-                    Scale(dv, T.One / z, hj + t * dv);
+                    T z = T.Max(T.Abs(dn), KernelVectors.Exp(-mt[t])) + eps;
+                    KernelVectors.Scale(dv, T.One / z, hj + t * dv, hj + t * dv);
                 }
                 // Hand-off: C' = e_last C + K^T diag(E_last) V,  n' = e_last n + K^T E_last.
                 T* eLast = dm + (c - 1) * c;
@@ -260,10 +163,10 @@ internal static unsafe class MLSTMChunkCpu
                     for (int x = 0; x < dk; x++) dst[x] = eLast[t] * src[x];
                 }
                 T decay = e[c - 1];
-                Scale((int)kv, decay, cs);
+                KernelVectors.Scale((int)kv, decay, cs, cs);
                 SmallGemm.Gemm(dk, dv, c, kl, dk, vj, dv, cs, dv, true, T.One, transA: true);
-                Scale(dk, decay, ns);
-                for (int t = 0; t < c; t++) Axpy(dk, T.One, kl + t * dk, ns);
+                KernelVectors.Scale(dk, decay, ns, ns);
+                for (int t = 0; t < c; t++) KernelVectors.Axpy(dk, T.One, kl + t * dk, ns);
                 m = mNew;
                 if (keep || j == d.N - 1)
                 {
@@ -312,7 +215,7 @@ internal static unsafe class MLSTMChunkCpu
             int c = d.C, dkk = d.Dk, dvv = d.Dv;
             long cc = (long)c * c, kv = (long)dkk * dvv, ss = d.StateSize;
             long largest = Math.Max(cc, Math.Max((long)c * Math.Max(dkk, dvv), kv));
-            using var scratch = new Scratch<T>(40, largest);
+            using var scratch = new KernelScratch<T>(40, largest);
             T* em = scratch.Take(cc), b = scratch.Take(c), rowMax = scratch.Take(c), interLog = scratch.Take(c), mt = scratch.Take(c),
                 e = scratch.Take(c), kt = scratch.Take(c * dkk), s = scratch.Take(cc), cin = scratch.Take(kv), nin = scratch.Take(dkk),
                 cex = scratch.Take(kv), nex = scratch.Take(dkk), dC = scratch.Take(kv), dn = scratch.Take(dkk), dCn = scratch.Take(kv),
@@ -333,7 +236,7 @@ internal static unsafe class MLSTMChunkCpu
             if (pdnF != 0) new Span<T>((T*)pdnF + hd * dkk, dkk).CopyTo(new Span<T>(dn, dkk)); else new Span<T>(dn, dkk).Clear();
             T r = pdmF != 0 ? ((T*)pdmF)[hd] : T.Zero;
             LoadState(dkk, dvv, sth + d.N * ss, cex, nex);
-            r -= Dot((int)kv, dC, cex) + Dot(dkk, dn, nex);
+            r -= KernelVectors.Dot((int)kv, dC, cex) + KernelVectors.Dot(dkk, dn, nex);
             T xEnter = T.Zero;
             for (int j = d.N - 1; j >= 0; j--)
             {
@@ -353,9 +256,9 @@ internal static unsafe class MLSTMChunkCpu
                 // Per step: dnum = dh / z, dden = [|den| > exp(-m_t)] sign(den) dz with dz = -(dh . h) / z, dm_t = -eps (dh . h) / z.
                 for (int t = 0; t < c; t++)
                 {
-                    T dnv = denj[t], expNeg = Exp(-mt[t]);
+                    T dnv = denj[t], expNeg = KernelVectors.Exp(-mt[t]);
                     T z = T.Max(T.Abs(dnv), expNeg) + eps;
-                    T hdot = Dot(dvv, dhj + t * dvv, hj + t * dvv);
+                    T hdot = KernelVectors.Dot(dvv, dhj + t * dvv, hj + t * dvv);
                     T dz = -hdot / z;
                     dden[t] = T.Abs(dnv) > expNeg ? dz * T.CreateTruncating(T.Sign(dnv)) : T.Zero;
                     T inv = T.One / z;
@@ -364,14 +267,14 @@ internal static unsafe class MLSTMChunkCpu
                     idden[t] = dden[t] * e[t];
                     dmt[t] = -eps * hdot / z;
                 }
-                T xExit = Dot((int)kv, dC, cex) + Dot(dkk, dn, nex);
+                T xExit = KernelVectors.Dot((int)kv, dC, cex) + KernelVectors.Dot(dkk, dn, nex);
 
                 // dĈ_j = e_last dĈ' + Q^T idn
                 T decay = e[c - 1];
                 for (long x = 0; x < kv; x++) dCn[x] = decay * dC[x];
                 SmallGemm.Gemm(dkk, dvv, c, qj, dkk, idnum, dvv, dCn, dvv, true, T.One, transA: true);
                 for (int x = 0; x < dkk; x++) dnn[x] = decay * dn[x];
-                for (int t = 0; t < c; t++) Axpy(dkk, idden[t], qj + t * dkk, dnn);
+                for (int t = 0; t < c; t++) KernelVectors.Axpy(dkk, idden[t], qj + t * dkk, dnn);
 
                 // G = (dnum V^T + dden) E  (lower)
                 SmallGemm.Transpose(c, dvv, vj, dvv, vt, c);
@@ -386,7 +289,7 @@ internal static unsafe class MLSTMChunkCpu
                 SmallGemm.Transpose(dkk, dvv, cin, dvv, ct, dkk);
                 SmallGemm.Gemm(c, dkk, dvv, idnum, dvv, ct, dkk, dqj, dkk, false, T.One);
                 SmallGemm.Gemm(c, dkk, c, gm, c, kj, dkk, dqj, dkk, true, T.One, Triangle.Lower);
-                for (int t = 0; t < c; t++) Axpy(dkk, idden[t], nin, dqj + t * dkk);
+                for (int t = 0; t < c; t++) KernelVectors.Axpy(dkk, idden[t], nin, dqj + t * dkk);
                 // dK = G^T Q + diag(E_last) (V dC'^T + 1 dn'^T)
                 T* eLast = em + (c - 1) * c;
                 SmallGemm.Transpose(dkk, dvv, dC, dvv, dCt, dkk);
@@ -400,7 +303,7 @@ internal static unsafe class MLSTMChunkCpu
                 SmallGemm.Gemm(c, dkk, c, gm, c, qj, dkk, dkj, dkk, true, T.One, Triangle.Upper, transA: true);
                 // dV = S^T dnum + diag(E_last) K dC'
                 SmallGemm.Gemm(c, dvv, dkk, kj, dkk, dC, dvv, dvj, dvv, false, T.One);
-                for (int t = 0; t < c; t++) Scale(dvv, eLast[t], dvj + t * dvv);
+                for (int t = 0; t < c; t++) KernelVectors.Scale(dvv, eLast[t], dvj + t * dvv, dvj + t * dvv);
                 SmallGemm.Gemm(c, dvv, c, s, c, dnum, dvv, dvj, dvv, true, T.One, Triangle.Upper, transA: true);
 
                 // Stabilizers: R_j = sum_t win_t dm_t + win_last R_{j+1}; the last step's dm_t takes R_{j+1}.
@@ -415,8 +318,8 @@ internal static unsafe class MLSTMChunkCpu
                 // Gates: db_t = q_t . dq_t - k_t . dk_t + dm_t (+ X' at the last step), di_j = k_j . dk_j, the routed maxima.
                 for (int t = 0; t < c; t++)
                 {
-                    T kdk = Dot(dkk, kj + t * dkk, dkj + t * dkk);
-                    db[t] = Dot(dkk, qj + t * dkk, dqj + t * dkk) - kdk + dmt[t];
+                    T kdk = KernelVectors.Dot(dkk, kj + t * dkk, dkj + t * dkk);
+                    db[t] = KernelVectors.Dot(dkk, qj + t * dkk, dqj + t * dkk) - kdk + dmt[t];
                     dij[t] = kdk;
                 }
                 db[c - 1] += xExit;
@@ -429,7 +332,7 @@ internal static unsafe class MLSTMChunkCpu
                 T run = T.Zero;
                 for (int t = c - 1; t >= 0; t--) { run += db[t]; dlfj[t] = run; }
 
-                xEnter = Dot((int)kv, dCn, cin) + Dot(dkk, dnn, nin);
+                xEnter = KernelVectors.Dot((int)kv, dCn, cin) + KernelVectors.Dot(dkk, dnn, nin);
                 new Span<T>(dCn, (int)kv).CopyTo(new Span<T>(dC, (int)kv));
                 new Span<T>(dnn, dkk).CopyTo(new Span<T>(dn, dkk));
                 r = rj;

@@ -111,16 +111,7 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         var h = empty(new[] { batch, heads, length, dv }, dtype: dt, device: dev);
         var den = empty(new[] { batch, heads, length }, dtype: dt, device: dev);
         long slots = keep ? nc + 1 : Math.Min(group, nc) + 1;
-        var states = empty(new[] { batch, heads, slots, dk, dv + 1 }, dtype: dt, device: dev);
-        var ms = empty(new[] { batch, heads, slots }, dtype: dt, device: dev);
-        var first = states.select(2, 0);
-        if (c0 is null) first.zero_();
-        else
-        {
-            first.narrow(-1, 0, dv).copy_(c0);
-            first.select(-1, dv).copy_(n0!);
-        }
-        if (m0 is null) ms.select(2, 0).zero_(); else ms.select(2, 0).copy_(m0);
+        var (states, ms) = StateSlots(qs, batch, heads, slots, dk, dv, c0, n0, m0);
         var masks = new Masks(cs, dev);
 
         long last = 0;
@@ -168,6 +159,26 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
     }
 
     /// <summary>
+    /// The chunk states <c>[B, NH, slots, Dk, Dv + 1]</c> (<c>[C | n]</c>) and stabilizers <c>[B, NH, slots]</c>, slot 0 the
+    /// entering state (zeros where none is given), the other slots uninitialized.
+    /// </summary>
+    private static (Tensor States, Tensor Ms) StateSlots(Tensor like, long batch, long heads, long slots, long dk, long dv,
+        Tensor? c0, Tensor? n0, Tensor? m0)
+    {
+        var states = empty(new[] { batch, heads, slots, dk, dv + 1 }, dtype: like.dtype, device: like.device);
+        var ms = empty(new[] { batch, heads, slots }, dtype: like.dtype, device: like.device);
+        var first = states.select(2, 0);
+        if (c0 is null) first.zero_();
+        else
+        {
+            first.narrow(-1, 0, dv).copy_(c0);
+            first.select(-1, dv).copy_(n0!);
+        }
+        if (m0 is null) ms.select(2, 0).zero_(); else ms.select(2, 0).copy_(m0);
+        return (states, ms);
+    }
+
+    /// <summary>
     /// <see cref="Forward"/> by the compiled CPU kernel (<see cref="MLSTMChunkCpu"/>) over contiguous inputs: the same
     /// results and, with <paramref name="keep"/>, the same saved layout (without it, two state slots: entering and final).
     /// </summary>
@@ -180,16 +191,7 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         long slots = keep ? nc + 1 : 2;
         var h = empty(new[] { batch, heads, length, dv }, dtype: qs.dtype, device: qs.device);
         var den = empty(new[] { batch, heads, length }, dtype: qs.dtype, device: qs.device);
-        var states = empty(new[] { batch, heads, slots, dk, dv + 1 }, dtype: qs.dtype, device: qs.device);
-        var ms = empty(new[] { batch, heads, slots }, dtype: qs.dtype, device: qs.device);
-        var first = states.select(2, 0);
-        if (c0 is null) first.zero_();
-        else
-        {
-            first.narrow(-1, 0, dv).copy_(c0);
-            first.select(-1, dv).copy_(n0!);
-        }
-        if (m0 is null) ms.select(2, 0).zero_(); else ms.select(2, 0).copy_(m0);
+        var (states, ms) = StateSlots(qs, batch, heads, slots, dk, dv, c0, n0, m0);
         MLSTMChunkCpu.Forward(qs, ks, vs, ig, lf, (int)cs, eps, keep, states, ms, h, den);
         long fin = keep ? nc : 1;
         var final = states.select(2, fin);

@@ -14,7 +14,7 @@ public unsafe class SmallGemmTests
 {
     private static readonly (int M, int N, int K)[] Shapes = { (64, 64, 64), (37, 21, 13), (5, 3, 7), (1, 17, 9), (16, 40, 33), (8, 8, 1) };
 
-    private static void Check<T>(ScalarType dtype, double tolerance) where T : unmanaged
+    private static void Check<T>(ScalarType dtype, double tolerance) where T : unmanaged, System.Numerics.INumber<T>
     {
         if (!SmallGemm.IsSupported) return;   // the kernels run only where AVX2 and FMA exist (the tensor path elsewhere)
         var g = new Generator(3);
