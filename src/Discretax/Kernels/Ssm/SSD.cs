@@ -102,6 +102,13 @@ public static class SSD
         int chunkSize = 64, Tensor? initialState = null, Tensor? cuSeqlens = null)
     {
         if (cuSeqlens is not null) return ChunkedPacked(x, a, b, c, chunkSize, initialState, cuSeqlens);
+        return ChunkedOnPath(x, a, b, c, chunkSize, initialState, KernelPath.Auto);
+    }
+
+    /// <summary><see cref="Chunked"/> (ordinary batches) on a chosen path: tests run the tensor path on CPU too.</summary>
+    internal static (Tensor Output, Tensor FinalState) ChunkedOnPath(Tensor x, Tensor a, Tensor b, Tensor c,
+        int chunkSize, Tensor? initialState, KernelPath path)
+    {
         var d = Validate(x, a, b, c, initialState);
         Check.AtLeast(chunkSize, 1);
 
@@ -125,7 +132,7 @@ public static class SSD
         var s0 = initialState is null
             ? zeros(new[] { d.B, d.NH, d.P, d.N }, dtype: dtype, device: x.device)
             : Precision.As(initialState, dtype);
-        var (y, final) = SSDChunkFunction.Run(xc, ac, bc, cc, s0, GatedDeltaRuleChunkFunction.Bounds.Single(n), (int)cs);
+        var (y, final) = SSDChunkFunction.Run(xc, ac, bc, cc, s0, GatedDeltaRuleChunkFunction.Bounds.Single(n), (int)cs, path);
         if (lp != d.L) y = y.narrow(2, 0, d.L);
         var output = Precision.As(y, outDtype).contiguous();
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());

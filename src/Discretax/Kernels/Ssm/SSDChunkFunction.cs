@@ -56,7 +56,7 @@ namespace Discretax.Kernels;
 internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
 {
     private sealed record Sizes(long B, long G, long R, long L, long P, long N, long C,
-        GatedDeltaRuleChunkFunction.Bounds Bounds, long[] StateShape, bool[] NeedsGrad);
+        GatedDeltaRuleChunkFunction.Bounds Bounds, long[] StateShape, bool[] NeedsGrad, bool Compiled);
 
     /// <inheritdoc/>
     public override string Name => "SSDChunkBackward";
@@ -69,17 +69,18 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
     /// forward alone (nothing saved).
     /// </summary>
     internal static (Tensor Output, Tensor Finals) Run(Tensor x, Tensor a, Tensor b, Tensor c, Tensor initial,
-        GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize)
+        GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize, KernelPath path = KernelPath.Auto)
     {
         using var scope = NewDisposeScope();
+        bool compiled = path == KernelPath.Auto && SSDChunkCpu.Supports(x);
         var inputs = new[] { x, a, b, c, initial };
         if (!is_grad_enabled() || !inputs.Any(t => t.requires_grad))
         {
             using var ng = no_grad();
-            var (o, s, _) = Forward(x, a, b, c, initial, bounds, chunkSize, keepStates: false);
+            var (o, s, _) = Forward(x, a, b, c, initial, bounds, chunkSize, keepStates: false, compiled);
             return (o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope());
         }
-        var r = apply(x, a, b, c, initial, bounds, chunkSize);
+        var r = apply(x, a, b, c, initial, bounds, chunkSize, compiled);
         return (r[0].MoveToOuterDisposeScope(), r[1].MoveToOuterDisposeScope());
     }
 
@@ -90,8 +91,12 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
         var t = vars.Take(5).Cast<Tensor>().ToArray();
         var bounds = (GatedDeltaRuleChunkFunction.Bounds)vars[5];
         int cs = (int)vars[6];
+        bool compiled = (bool)vars[7];
         using var scope = NewDisposeScope();
-        var (o, s, states) = Forward(t[0], t[1], t[2], t[3], t[4], bounds, cs, keepStates: true);
+        // The compiled kernel reads contiguous memory; the contiguous inputs are what the backward reads too.
+        var needs = t.Select(v => v.requires_grad).ToArray();
+        if (compiled) for (int i = 0; i < 4; i++) t[i] = t[i].contiguous().MoveToOuterDisposeScope();
+        var (o, s, states) = Forward(t[0], t[1], t[2], t[3], t[4], bounds, cs, keepStates: true, compiled);
         // Saved after this method returns (TorchSharp takes the list then): the states must outlive this scope.
         states!.MoveToOuterDisposeScope();
         var saved = new List<Tensor> { t[0], t[1], t[2], t[3], states };
@@ -99,7 +104,7 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
         LastSavedElements = saved.Sum(v => v.numel());
         long g = t[2].shape[1];
         ctx.save_data("sizes", new Sizes(t[0].shape[0], g, t[0].shape[1] / g, t[0].shape[2], t[0].shape[3], t[2].shape[3], cs,
-            bounds, t[4].shape, t.Select(v => v.requires_grad).ToArray()));
+            bounds, t[4].shape, needs, compiled));
         ctx.set_materialize_grads(false);
         return new List<Tensor> { o.MoveToOuterDisposeScope(), s.MoveToOuterDisposeScope() };
     }
@@ -128,8 +133,9 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
     /// <paramref name="keepStates"/> also every chunk's entering state <c>[B, G, L / C, r, P, N]</c>.
     /// </summary>
     internal static (Tensor Output, Tensor Finals, Tensor? States) Forward(Tensor x, Tensor a, Tensor b, Tensor c,
-        Tensor initial, GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize, bool keepStates)
+        Tensor initial, GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize, bool keepStates, bool compiled = false)
     {
+        if (compiled) return CompiledForward(x, a, b, c, initial, bounds, chunkSize, keepStates);
         long bsz = x.shape[0], nh = x.shape[1], l = x.shape[2], p = x.shape[3], g = b.shape[1], ns = b.shape[3];
         long r = nh / g, cs = chunkSize, n = l / cs, count = bounds.First.Length;
         using var outer = NewDisposeScope();
@@ -197,14 +203,51 @@ internal sealed class SSDChunkFunction : MultiTensorFunction<SSDChunkFunction>
             var saved = ctx.get_saved_variables();
             var gradY = gradOutputs[0] is { IsInvalid: false } gy ? gy : null;
             var gradS = gradOutputs[1] is { IsInvalid: false } gs ? gs : null;
-            var r = Backward(saved[0], saved[1], saved[2], saved[3], saved[4], gradY, gradS, z);
+            var r = z.Compiled
+                ? CompiledBackward(saved[0], saved[1], saved[2], saved[3], saved[4], gradY, gradS, z)
+                : Backward(saved[0], saved[1], saved[2], saved[3], saved[4], gradY, gradS, z);
             var shapes = new[] { saved[0].shape, saved[1].shape, saved[2].shape, saved[3].shape, z.StateShape };
             for (int i = 0; i < 5; i++)
                 grads[i] = z.NeedsGrad[i] ? r[i].reshape(shapes[i]).MoveToOuterDisposeScope() : null;
         }
         AutogradBuffers.Release(gradOutputs.ToArray());
         // Two entries for the non-tensor arguments (the bounds and the chunk size).
-        return AutogradBuffers.Return(grads[0], grads[1], grads[2], grads[3], grads[4], null, null);
+        return AutogradBuffers.Return(grads[0], grads[1], grads[2], grads[3], grads[4], null, null, null);
+    }
+
+    /// <summary><see cref="Forward"/> by the compiled CPU kernel (<see cref="SSDChunkCpu"/>).</summary>
+    private static (Tensor Output, Tensor Finals, Tensor? States) CompiledForward(Tensor x, Tensor a, Tensor b, Tensor c,
+        Tensor initial, GatedDeltaRuleChunkFunction.Bounds bounds, int chunkSize, bool keepStates)
+    {
+        long bsz = x.shape[0], nh = x.shape[1], l = x.shape[2], p = x.shape[3], g = b.shape[1], ns = b.shape[3];
+        long r = nh / g, n = l / chunkSize, count = bounds.First.Length;
+        using var outer = NewDisposeScope();
+        var y = empty(new[] { bsz, nh, l, p }, dtype: x.dtype, device: x.device);
+        var finals = empty(new[] { count, bsz * nh, p, ns }, dtype: x.dtype, device: x.device);
+        var states = keepStates ? empty(new[] { bsz, g, n, r, p, ns }, dtype: x.dtype, device: x.device) : null;
+        SSDChunkCpu.Forward(x.contiguous(), a.contiguous(), b.contiguous(), c.contiguous(),
+            initial.reshape(count, bsz * nh, p, ns).contiguous(), bounds.StartsAt(n), bounds.EndsAt(n), chunkSize, y, finals, states);
+        return (y.MoveToOuterDisposeScope(), finals.reshape(initial.shape).MoveToOuterDisposeScope(), states?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Backward"/> by the compiled CPU kernel, on the contiguous saved inputs; the per-head shares of the
+    /// gradients of b and c are summed over the heads of each group here.
+    /// </summary>
+    private static Tensor[] CompiledBackward(Tensor x, Tensor a, Tensor b, Tensor c, Tensor states, Tensor? gradY, Tensor? gradS, Sizes z)
+    {
+        long bsz = z.B, g = z.G, r = z.R, l = z.L, p = z.P, ns = z.N, n = l / z.C, count = z.Bounds.First.Length, nh = g * r;
+        using var outer = NewDisposeScope();
+        var dx = empty(new[] { bsz, nh, l, p }, dtype: x.dtype, device: x.device);
+        var da = empty(new[] { bsz, nh, l }, dtype: x.dtype, device: x.device);
+        var dbHeads = empty(new[] { bsz, nh, l, ns }, dtype: x.dtype, device: x.device);
+        var dcHeads = empty(new[] { bsz, nh, l, ns }, dtype: x.dtype, device: x.device);
+        var dinit = empty(new[] { count, bsz * nh, p, ns }, dtype: x.dtype, device: x.device);
+        SSDChunkCpu.Backward(x, a, b, c, states, gradY?.contiguous(), gradS?.reshape(count, bsz * nh, p, ns).contiguous(),
+            z.Bounds.StartsAt(n), z.Bounds.EndsAt(n), (int)z.C, dx, da, dbHeads, dcHeads, dinit);
+        var db = r == 1 ? dbHeads : dbHeads.view(bsz, g, r, l, ns).sum(2);
+        var dc = r == 1 ? dcHeads : dcHeads.view(bsz, g, r, l, ns).sum(2);
+        return new[] { dx, da, db, dc, dinit }.Select(t => t.MoveToOuterDisposeScope()).ToArray();
     }
 
     /// <summary>The gradients of x, a, b, c and the initial states (see the class remarks).</summary>

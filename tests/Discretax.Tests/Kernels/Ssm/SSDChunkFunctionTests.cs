@@ -89,6 +89,28 @@ public class SSDChunkFunctionTests
         Agree(actual, reference, 1e-10, 1e-9, $"L = {length}, C = {chunk}, G = {groups}");
     }
 
+    /// <summary>
+    /// The tensor path (the one CUDA runs; on CPU the compiled kernel is the default and every other test here runs it)
+    /// on the same kind of cases, and both paths at P = N = 64 with chunk 64 (every vector tile of the compiled kernel full).
+    /// </summary>
+    [Theory]
+    [InlineData(37, 8, 2, true, 5L, 3L, false)]
+    [InlineData(23, 1, 4, true, 5L, 3L, false)]
+    [InlineData(150, 64, 2, true, 5L, 3L, false)]
+    [InlineData(37, 8, 1, false, 5L, 3L, false)]
+    [InlineData(150, 64, 2, true, 64L, 64L, false)]
+    [InlineData(150, 64, 2, true, 64L, 64L, true)]
+    [InlineData(150, 64, 1, true, 64L, 64L, true)]
+    public void BothPathsEqualTheRecurrenceInFloat64(long length, int chunk, long groups, bool withState, long p, long n, bool compiled)
+    {
+        using var scope = NewDisposeScope();
+        var x = Inputs(1100 + (ulong)(length * 10 + chunk + groups), length, groups, bsz: 1, p: p, n: n);
+        var path = compiled ? KernelPath.Auto : KernelPath.Tensor;
+        var actual = Run(x, withState, Loss.Both, (t, s0) => SSD.ChunkedOnPath(t[0], t[1], t[2], t[3], chunk, s0, path));
+        var reference = Run(x, withState, Loss.Both, Recurrent);
+        Agree(actual, reference, 1e-10, 1e-9, $"L = {length}, C = {chunk}, G = {groups}, P = {p}, N = {n}, compiled = {compiled}");
+    }
+
     [Theory]
     [InlineData(Loss.OutputOnly, 8)]
     [InlineData(Loss.StateOnly, 8)]
