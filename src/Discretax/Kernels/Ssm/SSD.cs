@@ -66,7 +66,9 @@ namespace Discretax.Kernels;
 /// inputs and the state entering every chunk (O(L D + (L / C) P N) per head); the backward recomputes the decay
 /// matrices and <c>C B^T</c> segment by segment from them and runs one reverse pass over chunks for the state
 /// gradient (one fused multiply-add per chunk). Gradients of every input and of both results flow; no double
-/// backward. <see cref="Recurrent"/> is differentiated by autograd through its tensor operations.
+/// backward. On CPU (float32 / float64, x64 with AVX2 and FMA) the function runs a compiled C# whole-chunk kernel
+/// (<c>SSDChunkCpu</c>, parallel over B x NH), elsewhere tensor operations. <see cref="Recurrent"/> is differentiated by
+/// autograd through its tensor operations.
 /// </para>
 /// </remarks>
 public static class SSD
