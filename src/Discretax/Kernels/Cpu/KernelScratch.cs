@@ -137,4 +137,34 @@ internal static unsafe class KernelVectors
         }
         for (; i < n; i++) x[i] = Exp(x[i] - shift);
     }
+
+    /// <summary>
+    /// The in-chunk decays of the log decays <paramref name="steps"/> (gated delta rule's g, SSD's a): <c>gamma [C, C]</c>
+    /// with <c>gamma_ij = exp(steps_{j+1} + ... + steps_i)</c> for <c>j &lt;= i</c> (the sums accumulated down the
+    /// columns, never as differences of cumulative sums) and 0 above the diagonal (<c>exp(-inf)</c>);
+    /// <c>e_i = exp(steps_1 + ... + steps_i)</c>; <c>last_i = gamma_{C-1, i}</c>. Returns <c>e_C</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static T SegmentDecays<T>(int c, T* steps, T* gamma, T* e, T* last) where T : unmanaged, INumber<T>
+    {
+        T negInf = T.CreateTruncating(double.NegativeInfinity);
+        T cum = T.Zero;
+        for (int i = 0; i < c; i++)
+        {
+            T* row = gamma + i * c;
+            if (i > 0)
+            {
+                T* prev = gamma + (i - 1) * c;
+                for (int j = 0; j < i; j++) row[j] = prev[j] + steps[i];
+            }
+            row[i] = T.Zero;
+            if (i + 1 < c) new Span<T>(row + i + 1, c - i - 1).Fill(negInf);
+            cum += steps[i];
+            e[i] = cum;
+        }
+        ExpShifted(c * c, gamma, T.Zero);
+        ExpShifted(c, e, T.Zero);
+        for (int i = 0; i < c; i++) last[i] = gamma[(c - 1) * c + i];
+        return e[c - 1];
+    }
 }

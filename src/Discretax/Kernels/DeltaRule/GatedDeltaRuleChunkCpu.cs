@@ -59,37 +59,6 @@ internal static unsafe class GatedDeltaRuleChunkCpu
     private static nint Ptr<T>(Tensor? t) where T : unmanaged => (nint)CpuTensorMemory.Pointer<T>(t, "GatedDeltaRule.Chunked");
 
     /// <summary>
-    /// The chunk's decays from its log gates <paramref name="gj"/>: <c>Gamma [C, C]</c> with <c>Gamma_ij = exp(g_{j+1} +
-    /// ... + g_i)</c> for <c>j &lt;= i</c> (the sums accumulated down the columns, never as differences of cumulative sums)
-    /// and 0 above the diagonal; <c>e_i = exp(g_1 + ... + g_i)</c>; <c>f_i = Gamma_{C-1, i}</c>; returns <c>e_C</c>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static T Decays<T>(int c, T* gj, T* gamma, T* e, T* f) where T : unmanaged, INumber<T>
-    {
-        // Rows of D: D[0] = [0, -inf, ...]; D[i] = D[i-1] + g_i on j < i, D[i][i] = 0, -inf above.
-        T negInf = T.CreateTruncating(double.NegativeInfinity);
-        T cum = T.Zero;
-        for (int i = 0; i < c; i++)
-        {
-            T* row = gamma + i * c;
-            if (i > 0)
-            {
-                T* prev = gamma + (i - 1) * c;
-                for (int j = 0; j < i; j++) row[j] = prev[j] + gj[i];
-            }
-            row[i] = T.Zero;
-            for (int j = i + 1; j < c; j++) row[j] = negInf;
-            cum += gj[i];
-            e[i] = cum;
-        }
-        // The rows above hold the log decays; exponentiate all of Gamma and e (exp(-inf) = 0).
-        KernelVectors.ExpShifted(c * c, gamma, T.Zero);
-        KernelVectors.ExpShifted(c, e, T.Zero);
-        for (int i = 0; i < c; i++) f[i] = gamma[(c - 1) * c + i];
-        return e[c - 1];
-    }
-
-    /// <summary>
     /// The chunk's UT transform: decays, <c>Kb = diag(beta) K</c>, <c>Vb</c>, <c>K^T</c>, <c>M = Kb K^T</c> (lower part),
     /// <c>T = (I + tril(M Gamma, -1))^{-1}</c>, <c>X = diag(e) Kb</c>, <c>W = T X</c>, <c>U = T Vb</c>. Returns <c>e_C</c>.
     /// </summary>
@@ -97,7 +66,7 @@ internal static unsafe class GatedDeltaRuleChunkCpu
     private static T Prepare<T>(int c, int dk, int dv, T* kj, T* vj, T* gj, T* bj, T* gamma, T* e, T* f, T* kb, T* vb, T* kt,
         T* m, T* a, T* t, T* x, T* scratch, T* w, T* u) where T : unmanaged, INumber<T>
     {
-        T ec = Decays(c, gj, gamma, e, f);
+        T ec = KernelVectors.SegmentDecays(c, gj, gamma, e, f);
         KernelVectors.ScaleRows(c, dk, bj, kj, kb);
         KernelVectors.ScaleRows(c, dv, bj, vj, vb);
         SmallGemm.Transpose(c, dk, kj, dk, kt, c);

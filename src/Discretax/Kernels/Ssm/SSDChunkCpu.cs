@@ -58,35 +58,6 @@ internal static unsafe class SSDChunkCpu
             Backward<double>(x, a, b, c, states, dY, dFinals, startsAt, endsAt, chunk, dx, da, dbHeads, dcHeads, dInit);
     }
 
-    /// <summary>
-    /// The chunk's decays from its log decays <paramref name="aj"/>: <c>Ld [C, C]</c>, <c>Ld_ij = exp(a_{j+1} + ... + a_i)</c>
-    /// for <c>j &lt;= i</c> (summed down the columns), 0 above; <c>e_i = exp(a_1 + ... + a_i)</c>; <c>w_i = Ld_{C-1, i}</c>;
-    /// returns <c>e_C</c>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static T Decays<T>(int c, T* aj, T* ld, T* e, T* w) where T : unmanaged, INumber<T>
-    {
-        T negInf = T.CreateTruncating(double.NegativeInfinity);
-        T cum = T.Zero;
-        for (int i = 0; i < c; i++)
-        {
-            T* row = ld + i * c;
-            if (i > 0)
-            {
-                T* prev = ld + (i - 1) * c;
-                for (int j = 0; j < i; j++) row[j] = prev[j] + aj[i];
-            }
-            row[i] = T.Zero;
-            if (i + 1 < c) new Span<T>(row + i + 1, c - i - 1).Fill(negInf);
-            cum += aj[i];
-            e[i] = cum;
-        }
-        KernelVectors.ExpShifted(c * c, ld, T.Zero);
-        KernelVectors.ExpShifted(c, e, T.Zero);
-        for (int i = 0; i < c; i++) w[i] = ld[(c - 1) * c + i];
-        return e[c - 1];
-    }
-
     /// <summary>The chunk's <c>CB = tril(C B^T)</c> (masked) and <c>M = CB Ld</c>, from <c>B^T</c> into <paramref name="bt"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Mix<T>(int c, int ns, T* bj, T* cj, T* ld, T* bt, T* cb, T* m) where T : unmanaged, INumber<T>
@@ -119,7 +90,7 @@ internal static unsafe class SSDChunkCpu
                 if (startsAt[j] >= 0) new Span<T>((T*)pi + (startsAt[j] * d.B * d.NH + task) * pn, (int)pn).CopyTo(new Span<T>(s, (int)pn));
                 long r0 = (long)j * cs;
                 T* xj = xh + r0 * p, yj = yh + r0 * p, bj = bg + r0 * ns, cj = cg + r0 * ns;
-                T ec = Decays(cs, ah + r0, ld, e, w);
+                T ec = KernelVectors.SegmentDecays(cs, ah + r0, ld, e, w);
                 Mix(cs, ns, bj, cj, ld, bt, cb, m);
                 if (ps != 0)
                 {
@@ -178,7 +149,7 @@ internal static unsafe class SSDChunkCpu
                     T* fin = (T*)pdf + (endsAt[j] * d.B * d.NH + task) * pn;
                     for (long i = 0; i < pn; i++) ds[i] += fin[i];
                 }
-                T ec = Decays(cs, ah + r0, ld, e, w);
+                T ec = KernelVectors.SegmentDecays(cs, ah + r0, ld, e, w);
                 Mix(cs, ns, bj, cj, ld, bt, cb, m);
 
                 // dM = dY X^T (lower part);  dX = M^T dY + diag(w) B dS'^T
