@@ -111,6 +111,16 @@ internal static unsafe class MLSTMChunkCpu
         return mt[c - 1];
     }
 
+    /// <summary><c>S = tril(Q K^T) E</c> <c>[C, C]</c> (zeros above the diagonal), with <c>K^T</c> formed in <paramref name="kt"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores<T>(int c, int dk, T* qj, T* kj, T* e, T* kt, T* s) where T : unmanaged, INumber<T>
+    {
+        SmallGemm.Transpose(c, dk, kj, dk, kt, c);
+        SmallGemm.Gemm(c, c, dk, qj, dk, kt, c, s, c, false, T.One, lowerOutput: true);
+        SmallGemm.MaskUpper(c, c, s, c, 0);
+        KernelVectors.MulInPlace(c * c, s, e);
+    }
+
     private static void Forward<T>(Tensor q, Tensor k, Tensor v, Tensor ig, Tensor lf, int chunk, T eps, bool keep,
         Tensor states, Tensor ms, Tensor h, Tensor den) where T : unmanaged, INumber<T>
     {
@@ -139,10 +149,7 @@ internal static unsafe class MLSTMChunkCpu
                 T* qj = qh + r0 * dk, kj = kh + r0 * dk, vj = vh + r0 * dv, hj = hh + r0 * dv, denj = denh + r0;
                 T mNew = Gates<T>(c, ih + r0, fh + r0, m, dm, b, rowMax, null, interLog, mt, e);
                 // S = tril(Q K^T) E
-                SmallGemm.Transpose(c, dk, kj, dk, kt, c);
-                SmallGemm.Gemm(c, c, dk, qj, dk, kt, c, s, c, false, T.One, lowerOutput: true);
-                SmallGemm.MaskUpper(c, c, s, c, 0);
-                for (long x = 0; x < cc; x++) s[x] *= dm[x];
+                Scores(c, dk, qj, kj, dm, kt, s);
                 // num = diag(e) Q C + S V;  den = e (Q n) + S 1
                 SmallGemm.Gemm(c, dv, dk, qj, dk, cs, dv, hj, dv, false, T.One);
                 for (int t = 0; t < c; t++) qn[t] = KernelVectors.Dot(dk, qj + t * dk, ns);
@@ -248,10 +255,7 @@ internal static unsafe class MLSTMChunkCpu
                 LoadState(dkk, dvv, sth + (j + 1) * ss, cex, nex);
                 T m = msh[j];
                 Gates<T>(c, ih + r0, fh + r0, m, em, b, rowMax, argMax, interLog, mt, e);
-                SmallGemm.Transpose(c, dkk, kj, dkk, kt, c);
-                SmallGemm.Gemm(c, c, dkk, qj, dkk, kt, c, s, c, false, T.One, lowerOutput: true);
-                SmallGemm.MaskUpper(c, c, s, c, 0);
-                for (long x = 0; x < cc; x++) s[x] *= em[x];
+                Scores(c, dkk, qj, kj, em, kt, s);
 
                 // Per step: dnum = dh / z, dden = [|den| > exp(-m_t)] sign(den) dz with dz = -(dh . h) / z, dm_t = -eps (dh . h) / z.
                 for (int t = 0; t < c; t++)

@@ -150,6 +150,15 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         }
 
         long fin = keep ? nc : last;
+        return Result(h, den, states, ms, fin, dv);
+    }
+
+    /// <summary>
+    /// A forward's result: the outputs, denominators, state slots and the final <c>(C, n, m)</c> copied out of slot
+    /// <paramref name="fin"/>, all moved out of the caller's scope.
+    /// </summary>
+    private static ForwardResult Result(Tensor h, Tensor den, Tensor states, Tensor ms, long fin, long dv)
+    {
         var final = states.select(2, fin);
         var cf = final.narrow(-1, 0, dv).clone();
         var nf = final.select(-1, dv).clone();
@@ -194,12 +203,7 @@ internal sealed class MLSTMChunkFunction : autograd.MultiTensorFunction<MLSTMChu
         var (states, ms) = StateSlots(qs, batch, heads, slots, dk, dv, c0, n0, m0);
         MLSTMChunkCpu.Forward(qs, ks, vs, ig, lf, (int)cs, eps, keep, states, ms, h, den);
         long fin = keep ? nc : 1;
-        var final = states.select(2, fin);
-        var cf = final.narrow(-1, 0, dv).clone();
-        var nf = final.select(-1, dv).clone();
-        var mf = ms.select(2, fin).clone();
-        return new ForwardResult(h.MoveToOuterDisposeScope(), den.MoveToOuterDisposeScope(), states.MoveToOuterDisposeScope(),
-            ms.MoveToOuterDisposeScope(), cf.MoveToOuterDisposeScope(), nf.MoveToOuterDisposeScope(), mf.MoveToOuterDisposeScope());
+        return Result(h, den, states, ms, fin, dv);
     }
 
     /// <summary>The causal masks of one chunk length.</summary>
