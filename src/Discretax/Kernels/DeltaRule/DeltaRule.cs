@@ -118,24 +118,17 @@ public static class DeltaRule
     /// <summary>
     /// The chunkwise delta rule over inputs already padded to <c>n * c</c> steps (in the compute dtype), from the state
     /// <paramref name="s"/> <c>[BH, Dk, Dv]</c>, which holds the state after the last chunk on return. Returns the
-    /// outputs <c>[BH * n, c, Dv]</c>. <paramref name="enter"/> (packed sequences) may replace the state entering chunk
-    /// j; <paramref name="exit"/> sees the state after chunk j.
+    /// outputs <c>[BH * n, c, Dv]</c> and, in <paramref name="sEnter"/>, the state entering every chunk <c>[BH, n, Dk, Dv]</c>.
+    /// <paramref name="enter"/> (packed sequences) may replace the state entering chunk j; <paramref name="exit"/> sees the
+    /// state after chunk j. The packed path differentiates it by autograd; the ordinary batch's tensor path runs it under
+    /// <c>DeltaRuleChunkFunction</c> without a graph.
     /// </summary>
-    private static Tensor ChunkCore(Tensor qc, Tensor kc, Tensor vc, Tensor bc, long bh, long n, long c, long dk, long dv,
-        ref Tensor s, Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit)
+    internal static Tensor ChunkCore(Tensor qc, Tensor kc, Tensor vc, Tensor bc, long bh, long n, long c, long dk, long dv,
+        ref Tensor s, Func<long, Tensor, Tensor>? enter, Action<long, Tensor>? exit, out Tensor sEnter)
     {
-        // [BH, N, C, D] views (reshape of a contiguous tensor).
-        var qs = qc.reshape(bh, n, c, dk);
-        var ks = kc.reshape(bh, n, c, dk);
-        var vs = vc.reshape(bh, n, c, dv);
-        var bs = bc.reshape(bh, n, c, 1);
-
         // WY / UT transform for all chunks at once: (I + A) [W | U] = [diag(beta) K | diag(beta) V].
-        var kb = ks * bs;
-        var kt = ks.transpose(-1, -2);                                          // [BH, N, Dk, C]
-        var tInv = UnitLowerInverse.Invert(kb.matmul(kt));                      // T = (I + tril(Kb K^T, -1))^{-1}
-        var w = tInv.matmul(kb);                                                // [BH, N, C, Dk]
-        var u = tInv.matmul(vs * bs);                                           // [BH, N, C, Dv]
+        var (qs, _, kt, _, _, w, u) = DeltaRuleChunkFunction.Transform(qc.reshape(bh, n * c, dk), kc.reshape(bh, n * c, dk),
+            vc.reshape(bh, n * c, dv), bc.reshape(bh, n * c), c);
 
         // The only sequential part: per chunk U' = U - W S and S <- S + K^T U'.
         var ws = w.unbind(1);
@@ -154,13 +147,11 @@ public static class DeltaRule
         }
 
         // All chunks' outputs at once: O = Q S_enter + tril(Q K^T) U'.
-        var sEnter = torch.stack(entering, 1).reshape(bh * n, dk, dv);
+        sEnter = torch.stack(entering, 1);                                      // [BH, N, Dk, Dv]
         var uCorr = torch.stack(corrected, 1).reshape(bh * n, c, dv);
         var q3 = qs.reshape(bh * n, c, dk);
         var qk = q3.bmm(kt.reshape(bh * n, dk, c)).tril(0);
-        var o = AddBmm(q3.bmm(sEnter), qk, uCorr, 1);                           // [BH*N, C, Dv]
-
-        return o;
+        return AddBmm(q3.bmm(sEnter.reshape(bh * n, dk, dv)), qk, uCorr, 1);   // [BH*N, C, Dv]
     }
 
     /// <summary>
@@ -255,7 +246,7 @@ public static class DeltaRule
             : initialState.select(0, i).to(dtype);
         var (output, finals) = packed.RunChunkAligned(chunkSize, dtype, new[] { q, k, v, beta }, Initial,
             (Tensor[] p, long count, ref Tensor s, Func<long, Tensor, Tensor> enter, Action<long, Tensor> exit) =>
-                ChunkCore(p[0], p[1], p[2], p[3], nh, count, c, dk, dv, ref s, enter, exit).reshape(1, nh, count * c, dv));
+                ChunkCore(p[0], p[1], p[2], p[3], nh, count, c, dk, dv, ref s, enter, exit, out _).reshape(1, nh, count * c, dv));
         if (output.dtype != outDtype) output = output.to(outDtype);
         var final = stack(finals, 0);                                            // [N, NH, Dk, Dv]
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope());

@@ -93,9 +93,10 @@ internal sealed class DeltaRuleChunkFunction : MultiTensorFunction<DeltaRuleChun
         for (long start = 0; start < lp; start += segment)
         {
             long len = Math.Min(segment, lp - start);
-            var (o, sEnter) = TensorSegmentForward(q.narrow(1, start, len), k.narrow(1, start, len), v.narrow(1, start, len),
-                beta.narrow(1, start, len), chunk, ref state);
-            parts.Add(o);
+            long chunks = len / chunk;
+            var o = DeltaRule.ChunkCore(q.narrow(1, start, len), k.narrow(1, start, len), v.narrow(1, start, len),
+                beta.narrow(1, start, len), bh, chunks, chunk, dk, dv, ref state, null, null, out var sEnter);
+            parts.Add(o.reshape(bh, len, dv));
             if (saveStates) entering.Add(sEnter);
         }
         var output = parts.Count == 1 ? parts[0] : cat(parts, 1);
@@ -104,32 +105,8 @@ internal sealed class DeltaRuleChunkFunction : MultiTensorFunction<DeltaRuleChun
         return (output.MoveToOuterDisposeScope(), final.MoveToOuterDisposeScope(), enter);
     }
 
-    /// <summary>One segment <c>[BH, n C, D]</c> by batched products; returns its outputs and entering states <c>[BH, n, Dk, Dv]</c>.</summary>
-    private static (Tensor O, Tensor SEnter) TensorSegmentForward(Tensor q, Tensor k, Tensor v, Tensor beta, long c, ref Tensor s)
-    {
-        long bh = q.shape[0], n = q.shape[1] / c, dk = q.shape[2], dv = v.shape[2];
-        var (qs, _, kt, _, _, w, u) = Transform(q, k, v, beta, c);
-        var ws = w.unbind(1);
-        var us = u.unbind(1);
-        var kts = kt.unbind(1);
-        var entering = new Tensor[n];
-        var corrected = new Tensor[n];
-        for (long j = 0; j < n; j++)
-        {
-            entering[j] = s;
-            corrected[j] = AddBmm(us[j], ws[j], s, -1);                             // U' = U - W S
-            s = AddBmm(s, kts[j], corrected[j], 1);                                  // S + K^T U'
-        }
-        var sEnter = stack(entering, 1);                                             // [BH, n, Dk, Dv]
-        var up = stack(corrected, 1);                                                // [BH, n, C, Dv]
-        var q3 = qs.reshape(bh * n, c, dk);
-        var qk = q3.bmm(kt.reshape(bh * n, dk, c)).tril(0);
-        var o = AddBmm(q3.bmm(sEnter.reshape(bh * n, dk, dv)), qk, up.reshape(bh * n, c, dv), 1);   // Q S + tril(Q K^T) U'
-        return (o.reshape(bh, n * c, dv), sEnter);
-    }
-
     /// <summary>The UT transform of all chunks of a segment: Q, K, K^T, Kb as <c>[BH, n, C, D]</c>, T, W and U.</summary>
-    private static (Tensor Q, Tensor K, Tensor Kt, Tensor Kb, Tensor T, Tensor W, Tensor U) Transform(Tensor q, Tensor k, Tensor v, Tensor beta, long c)
+    internal static (Tensor Q, Tensor K, Tensor Kt, Tensor Kb, Tensor T, Tensor W, Tensor U) Transform(Tensor q, Tensor k, Tensor v, Tensor beta, long c)
     {
         long bh = q.shape[0], n = q.shape[1] / c, dk = q.shape[2], dv = v.shape[2];
         var qs = q.reshape(bh, n, c, dk);
