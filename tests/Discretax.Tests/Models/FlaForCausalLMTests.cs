@@ -181,29 +181,6 @@ public class FlaForCausalLMTests
         TestUtil.MaxAbsDiff(y, expected).Should().BeLessThan(1e-14);
     }
 
-    /// <summary>fla's _init_weights: linear and convolution weights and the embedding normal(0, initializer_range), norm gains
-    /// 1, Gated DeltaNet's A = exp(A_log) in (0, 16). Sample standard deviations of about 10^4 values: within 5 %.</summary>
-    [Fact]
-    public void InitializationIsFlas()
-    {
-        torch.manual_seed(8);
-        using var lm = new GatedDeltaNetForCausalLM(new GatedDeltaNetConfig
-        {
-            HiddenSize = 64, NumHiddenLayers = 1, NumHeads = 2, HeadDim = 16, VocabSize = 200, IntermediateSize = 160, InitializerRange = 0.05,
-        });
-        var sd = lm.state_dict();
-        double Std(string name) => sd[name].std().item<float>();
-        foreach (var name in new[] { "model.embeddings.weight", "lm_head.weight", "model.layers.0.attn.q_proj.weight", "model.layers.0.attn.g_proj.weight",
-                     "model.layers.0.mlp.down_proj.weight" })
-            Std(name).Should().BeApproximately(0.05, 0.0025, name);
-        using (var convs = cat(new[] { sd["model.layers.0.attn.q_conv1d.weight"].flatten(), sd["model.layers.0.attn.k_conv1d.weight"].flatten(),
-                   sd["model.layers.0.attn.v_conv1d.weight"].flatten() }))
-            ((double)convs.std().item<float>()).Should().BeApproximately(0.05, 0.005, "fla's ShortConvolution is an nn.Conv1d (1024 values)");
-        foreach (var name in new[] { "model.norm.weight", "model.layers.0.attn_norm.weight", "model.layers.0.attn.o_norm.weight" })
-            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 1, name);
-        TestUtil.Values(sd["model.layers.0.attn.A_log"].exp()).Should().OnlyContain(v => v > 0 && v < 16);
-    }
-
     /// <summary>Tied: the head multiplies by the embedding (logits = norm(h) E^T, exact). Untied, the pad id's embedding row
     /// gets no gradient (fla's padding_idx; tied, the head's gradient reaches it, as in fla).</summary>
     [Fact]
@@ -394,4 +371,32 @@ internal static class FlaConfigCopies
         IntermediateSize = c.IntermediateSize, TieWordEmbeddings = c.TieWordEmbeddings, InitializerRange = c.InitializerRange,
         HiddenAct = hiddenAct ?? c.HiddenAct, PadTokenId = padTokenId ?? c.PadTokenId,
     };
+}
+
+/// <summary>fla models' initialization statistics after a global seed: apart from parallel tests (SeededDrawsCollection).</summary>
+[Collection(nameof(SeededDrawsCollection))]
+public class FlaForCausalLMInitializationTests
+{
+    /// <summary>fla's _init_weights: linear and convolution weights and the embedding normal(0, initializer_range), norm gains
+    /// 1, Gated DeltaNet's A = exp(A_log) in (0, 16). Sample standard deviations of about 10^4 values: within 5 %.</summary>
+    [Fact]
+    public void InitializationIsFlas()
+    {
+        torch.manual_seed(8);
+        using var lm = new GatedDeltaNetForCausalLM(new GatedDeltaNetConfig
+        {
+            HiddenSize = 64, NumHiddenLayers = 1, NumHeads = 2, HeadDim = 16, VocabSize = 200, IntermediateSize = 160, InitializerRange = 0.05,
+        });
+        var sd = lm.state_dict();
+        double Std(string name) => sd[name].std().item<float>();
+        foreach (var name in new[] { "model.embeddings.weight", "lm_head.weight", "model.layers.0.attn.q_proj.weight", "model.layers.0.attn.g_proj.weight",
+                     "model.layers.0.mlp.down_proj.weight" })
+            Std(name).Should().BeApproximately(0.05, 0.0025, name);
+        using (var convs = cat(new[] { sd["model.layers.0.attn.q_conv1d.weight"].flatten(), sd["model.layers.0.attn.k_conv1d.weight"].flatten(),
+                   sd["model.layers.0.attn.v_conv1d.weight"].flatten() }))
+            ((double)convs.std().item<float>()).Should().BeApproximately(0.05, 0.005, "fla's ShortConvolution is an nn.Conv1d (1024 values)");
+        foreach (var name in new[] { "model.norm.weight", "model.layers.0.attn_norm.weight", "model.layers.0.attn.o_norm.weight" })
+            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 1, name);
+        TestUtil.Values(sd["model.layers.0.attn.A_log"].exp()).Should().OnlyContain(v => v > 0 && v < 16);
+    }
 }

@@ -194,45 +194,6 @@ public class Mamba2ForCausalLMTests
         }
     }
 
-    /// <summary>fla's _init_weights at hidden 64, 2 layers (d_inner 128): in_proj, the embedding and lm_head normal(0, 0.05);
-    /// out_proj U(-b, b) with b = 1 / sqrt(128 * 2) (std b / sqrt 3), or normal(0, 0.05) without rescale_prenorm_residual;
-    /// the convolution normal(0, 0.05), or U(-0.3, 0.3) with conv_init 0.3; zero biases; A = exp(A_log) in [1, 16], D = 1,
-    /// softplus(dt_bias) in [dt_min, dt_max]; norm gains 1. Sample standard deviations of thousands of values: within 6 %.</summary>
-    [Fact]
-    public void InitializationIsFlas()
-    {
-        Mamba2Config Config(bool rescale, double? convInit) => new()
-        {
-            HiddenSize = 64, NumHiddenLayers = 2, VocabSize = 200, StateSize = 16, HeadDim = 16, InitializerRange = 0.05, UseBias = true,
-            RescalePrenormResidual = rescale, ConvInit = convInit, ChunkSize = 8,
-        };
-        torch.manual_seed(7);
-        using var lm = new Mamba2ForCausalLM(Config(rescale: true, convInit: null));
-        var sd = lm.state_dict();
-        double Std(string name) => sd[name].std().item<float>();
-        foreach (var name in new[] { "backbone.embeddings.weight", "lm_head.weight", "backbone.layers.0.mixer.in_proj.weight", "backbone.layers.1.mixer.conv1d.weight" })
-            Std(name).Should().BeApproximately(0.05, 0.003, name);
-        double b = 1 / Math.Sqrt(128 * 2);
-        foreach (var name in new[] { "backbone.layers.0.mixer.out_proj.weight", "backbone.layers.1.mixer.out_proj.weight" })
-        {
-            TestUtil.Values(sd[name]).Should().OnlyContain(v => Math.Abs(v) <= b, name);
-            Std(name).Should().BeApproximately(b / Math.Sqrt(3), 0.06 * b / Math.Sqrt(3), name);
-        }
-        foreach (var name in sd.Keys.Where(k => k.EndsWith(".bias") && !k.EndsWith("dt_bias")))
-            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 0, name);
-        foreach (var name in sd.Keys.Where(k => k.EndsWith("norm.weight") || k.EndsWith("norm_f.weight") || k.EndsWith(".D")))
-            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 1, name);
-        TestUtil.Values(sd["backbone.layers.0.mixer.A_log"].exp()).Should().OnlyContain(v => v >= 1 && v <= 16 * (1 + 1e-6));
-        TestUtil.Values(nn.functional.softplus(sd["backbone.layers.1.mixer.dt_bias"])).Should().OnlyContain(v => v >= 0.001 * (1 - 1e-5) && v <= 0.1 * (1 + 1e-5));
-
-        torch.manual_seed(8);
-        using var plain = new Mamba2ForCausalLM(Config(rescale: false, convInit: 0.3));
-        var p = plain.state_dict();
-        ((double)p["backbone.layers.0.mixer.out_proj.weight"].std().item<float>()).Should().BeApproximately(0.05, 0.003);
-        TestUtil.Values(p["backbone.layers.0.mixer.conv1d.weight"]).Should().OnlyContain(v => Math.Abs(v) <= 0.3);
-        ((double)p["backbone.layers.0.mixer.conv1d.weight"].std().item<float>()).Should().BeApproximately(0.3 / Math.Sqrt(3), 0.06 * 0.3 / Math.Sqrt(3));
-    }
-
     /// <summary>CausalLM's machinery on the Mamba2 tree: the packed loss equals the right-padded batch's loss (1e-5, float32),
     /// a padded batch gives each sequence its own logits (1e-5) and zeros at padded steps, and the model converts to float64
     /// (TorchSharp's Module.to, which maps the public members by name) and computes there.</summary>
@@ -331,5 +292,49 @@ public class Mamba2ForCausalLMTests
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+}
+
+/// <summary>Mamba2ForCausalLM's initialization statistics after a global seed: apart from parallel tests (SeededDrawsCollection).</summary>
+[Collection(nameof(SeededDrawsCollection))]
+public class Mamba2ForCausalLMInitializationTests
+{
+    /// <summary>fla's _init_weights at hidden 64, 2 layers (d_inner 128): in_proj, the embedding and lm_head normal(0, 0.05);
+    /// out_proj U(-b, b) with b = 1 / sqrt(128 * 2) (std b / sqrt 3), or normal(0, 0.05) without rescale_prenorm_residual;
+    /// the convolution normal(0, 0.05), or U(-0.3, 0.3) with conv_init 0.3; zero biases; A = exp(A_log) in [1, 16], D = 1,
+    /// softplus(dt_bias) in [dt_min, dt_max]; norm gains 1. Sample standard deviations of thousands of values: within 6 %.</summary>
+    [Fact]
+    public void InitializationIsFlas()
+    {
+        Mamba2Config Config(bool rescale, double? convInit) => new()
+        {
+            HiddenSize = 64, NumHiddenLayers = 2, VocabSize = 200, StateSize = 16, HeadDim = 16, InitializerRange = 0.05, UseBias = true,
+            RescalePrenormResidual = rescale, ConvInit = convInit, ChunkSize = 8,
+        };
+        torch.manual_seed(7);
+        using var lm = new Mamba2ForCausalLM(Config(rescale: true, convInit: null));
+        var sd = lm.state_dict();
+        double Std(string name) => sd[name].std().item<float>();
+        foreach (var name in new[] { "backbone.embeddings.weight", "lm_head.weight", "backbone.layers.0.mixer.in_proj.weight", "backbone.layers.1.mixer.conv1d.weight" })
+            Std(name).Should().BeApproximately(0.05, 0.003, name);
+        double b = 1 / Math.Sqrt(128 * 2);
+        foreach (var name in new[] { "backbone.layers.0.mixer.out_proj.weight", "backbone.layers.1.mixer.out_proj.weight" })
+        {
+            TestUtil.Values(sd[name]).Should().OnlyContain(v => Math.Abs(v) <= b, name);
+            Std(name).Should().BeApproximately(b / Math.Sqrt(3), 0.06 * b / Math.Sqrt(3), name);
+        }
+        foreach (var name in sd.Keys.Where(k => k.EndsWith(".bias") && !k.EndsWith("dt_bias")))
+            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 0, name);
+        foreach (var name in sd.Keys.Where(k => k.EndsWith("norm.weight") || k.EndsWith("norm_f.weight") || k.EndsWith(".D")))
+            TestUtil.Values(sd[name]).Should().OnlyContain(v => v == 1, name);
+        TestUtil.Values(sd["backbone.layers.0.mixer.A_log"].exp()).Should().OnlyContain(v => v >= 1 && v <= 16 * (1 + 1e-6));
+        TestUtil.Values(nn.functional.softplus(sd["backbone.layers.1.mixer.dt_bias"])).Should().OnlyContain(v => v >= 0.001 * (1 - 1e-5) && v <= 0.1 * (1 + 1e-5));
+
+        torch.manual_seed(8);
+        using var plain = new Mamba2ForCausalLM(Config(rescale: false, convInit: 0.3));
+        var p = plain.state_dict();
+        ((double)p["backbone.layers.0.mixer.out_proj.weight"].std().item<float>()).Should().BeApproximately(0.05, 0.003);
+        TestUtil.Values(p["backbone.layers.0.mixer.conv1d.weight"]).Should().OnlyContain(v => Math.Abs(v) <= 0.3);
+        ((double)p["backbone.layers.0.mixer.conv1d.weight"].std().item<float>()).Should().BeApproximately(0.3 / Math.Sqrt(3), 0.06 * 0.3 / Math.Sqrt(3));
     }
 }
